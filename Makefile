@@ -1,0 +1,32 @@
+# wxhub's everyday commands. `make test` is the test command CI runs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+SQLC := go run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
+
+.PHONY: build run test lint generate check-generated
+
+build:
+	go build -o bin/wxhub ./cmd/wxhub
+
+# Runs the WeChat simulator until `wxhub dev` exists.
+run:
+	go run ./cmd/wxhub sim
+
+# Every package with the race detector against a throwaway PostgreSQL the tests start
+# themselves. Per-test RUN/PAUSE/CONT lines and passing subtests are left out of the output.
+test:
+	go test -race -count=1 -v ./... 2>&1 | grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]+--- PASS)'
+
+lint: check-generated
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	go vet ./...
+
+generate:
+	$(SQLC) generate
+
+# Fails when the generated queries differ from what sqlc makes of queries/ and migrations/:
+# a hand edit, or SQL changed without `make generate`.
+check-generated:
+	$(SQLC) diff

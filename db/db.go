@@ -1,0 +1,41 @@
+// Package db is wxhub's data layer: the pgx pool, migrations, and the sqlc-generated
+// queries in db/dbsqlc (generated, never edited by hand).
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNoDatabaseURL is returned when a command needs PostgreSQL and no URL was given.
+var ErrNoDatabaseURL = errors.New("no database URL: set --database-url or DATABASE_URL")
+
+// Open connects a pool to databaseURL and checks that the server answers, since a pool
+// connects lazily and a wrong URL would otherwise surface on the first request.
+func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	if databaseURL == "" {
+		return nil, ErrNoDatabaseURL
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's parse errors can echo the URL, password included, so they stay out.
+		return nil, errors.New("open database: the database URL is not valid")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open database %s: %w", describe(cfg), err)
+	}
+	return pool, nil
+}
+
+// describe names a database without its password, for error messages.
+func describe(cfg *pgxpool.Config) string {
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+}

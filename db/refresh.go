@@ -1,0 +1,329 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"wxhub/db/dbsqlc"
+)
+
+// ErrFenced means a write found a newer generation than the one its claim read: another
+// worker refreshed the credential meanwhile, and this write changed nothing.
+var ErrFenced = errors.New("credential changed since it was claimed")
+
+// ErrClaimLost means the claim's lease was taken over by another worker; recording its
+// outcome changed nothing.
+var ErrClaimLost = errors.New("claim no longer held")
+
+// Due describes a due credential before it is claimed, so the caller can say which WeChat
+// API refreshes it and what that API's daily limit is.
+type Due struct {
+	AppID       string
+	AccountKind string
+	Kind        string
+	TokenMode   string
+	DailyLimits map[string]int
+	Requested   bool // an app server reported the current value rejected
+}
+
+// Plan is the caller's answer for a due credential: the API that refreshes it (the quota
+// ledger's key) and how many calls of it may be made today.
+type Plan struct {
+	API        string
+	DailyLimit int
+}
+
+// ClaimRequest says how many credentials to claim and for how long.
+type ClaimRequest struct {
+	Worker string                  // recorded as claimed_by, for operators
+	Max    int                     // at most this many claims
+	Lease  time.Duration           // how long the claim holds before another worker may take it
+	Plan   func(Due) (Plan, error) // which API and limit apply; an error postpones the credential
+	// Postpone is how long a credential the plan rejects waits before it is looked at again.
+	Postpone time.Duration
+}
+
+// Claim is a credential leased to one worker, with what refreshing it needs, decrypted.
+type Claim struct {
+	AccountID   int64
+	TenantID    int64
+	AppID       string
+	AccountKind string
+	Kind        string
+	TokenMode   string
+	API         string
+	ClaimSeq    int64
+	Generation  int64
+	Secret      string
+	Current     string     // the stored value, "" before the first fetch
+	ExpiresAt   *time.Time // of the stored value
+	AccessToken string     // for tickets: the account's access token
+	Requested   bool
+	Attempts    int
+	// OpenErr is set when a secret or value did not decrypt; the claim then cannot be
+	// refreshed and the caller records the failure.
+	OpenErr error
+}
+
+// ClaimResult is what one claim round did.
+type ClaimResult struct {
+	Claims []Claim
+	// OverQuota lists the appids whose due credential was parked until the next quota day
+	// because its API has no calls left today.
+	OverQuota []string
+}
+
+// ClaimDue claims due credentials in one transaction: it locks due rows (skipping those other
+// workers hold), takes each account's transaction-level advisory lock, and for at most one
+// credential per account with nothing else in flight counts the upstream call in the quota
+// ledger and leases the credential. Counting happens before the call is made, so a crash
+// never under-counts.
+func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+	var result ClaimResult
+	var picked []dbsqlc.CredentialLockDueRow
+	var claimed []dbsqlc.CredentialClaimRow
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		due, err := q.CredentialLockDue(ctx, dbsqlc.CredentialLockDueParams{Max: int32(req.Max)})
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		// One credential per account per round: the rest stay due for the next round.
+		seen := map[int64]bool{}
+		var ids, parked []int64
+		for _, d := range due {
+			if d.AccountStatus != "active" && d.AccountStatus != "failing" {
+				parked = append(parked, d.AccountID)
+				continue
+			}
+			if !seen[d.AccountID] {
+				seen[d.AccountID] = true
+				ids = append(ids, d.AccountID)
+			}
+		}
+		if len(parked) > 0 {
+			if err := q.CredentialUnschedule(ctx, parked); err != nil {
+				return err
+			}
+		}
+		locked, err := q.AccountTryLock(ctx, ids)
+		if err != nil {
+			return err
+		}
+		isLocked := map[int64]bool{}
+		for _, id := range locked {
+			isLocked[id] = true
+		}
+		var in dbsqlc.CredentialClaimParams
+		var postpone dbsqlc.CredentialPostponeParams
+		byKey := map[string]dbsqlc.CredentialLockDueRow{}
+		for _, d := range due {
+			if !isLocked[d.AccountID] {
+				continue
+			}
+			isLocked[d.AccountID] = false
+			var limits map[string]int
+			if err := json.Unmarshal(d.DailyLimits, &limits); err != nil {
+				return fmt.Errorf("account %s: daily limits: %w", d.Appid, err)
+			}
+			plan, err := req.Plan(Due{AppID: d.Appid, AccountKind: d.AccountKind, Kind: d.Kind,
+				TokenMode: d.TokenMode, DailyLimits: limits, Requested: d.RefreshRequestedAt != nil})
+			if err != nil {
+				// Left due, it would stand at the head of every claim and starve the rest.
+				postpone.AccountIds = append(postpone.AccountIds, d.AccountID)
+				postpone.Kinds = append(postpone.Kinds, d.Kind)
+				postpone.Message = err.Error()
+				continue
+			}
+			in.AccountIds = append(in.AccountIds, d.AccountID)
+			in.Kinds = append(in.Kinds, d.Kind)
+			in.Apis = append(in.Apis, plan.API)
+			in.DailyLimits = append(in.DailyLimits, int32(plan.DailyLimit))
+			byKey[claimKey(d.AccountID, d.Kind)] = d
+		}
+		if len(postpone.AccountIds) > 0 {
+			postpone.PostponeSeconds = req.Postpone.Seconds()
+			if err := q.CredentialPostpone(ctx, postpone); err != nil {
+				return err
+			}
+		}
+		if len(in.AccountIds) == 0 {
+			return nil
+		}
+		in.Worker = req.Worker
+		in.LeaseSeconds = req.Lease.Seconds()
+		claimed, err = q.CredentialClaim(ctx, in)
+		if err != nil {
+			return err
+		}
+		var overIDs []int64
+		var overKinds []string
+		for _, c := range claimed {
+			d := byKey[claimKey(c.AccountID, c.Kind)]
+			switch {
+			case c.Claimed:
+				picked = append(picked, d)
+			case !c.Busy:
+				overIDs = append(overIDs, c.AccountID)
+				overKinds = append(overKinds, c.Kind)
+				result.OverQuota = append(result.OverQuota, d.Appid)
+			}
+		}
+		if len(overIDs) == 0 {
+			return nil
+		}
+		return q.CredentialDeferToNextQuotaDay(ctx, dbsqlc.CredentialDeferToNextQuotaDayParams{
+			AccountIds: overIDs, Kinds: overKinds, JitterSeconds: 60,
+			Message: "wxhub's daily quota guard: no calls left today for this API (limit minus reserve)",
+		})
+	})
+	if err != nil {
+		return ClaimResult{}, fmt.Errorf("claim due credentials: %w", err)
+	}
+	seqs := map[string]dbsqlc.CredentialClaimRow{}
+	for _, c := range claimed {
+		seqs[claimKey(c.AccountID, c.Kind)] = c
+	}
+	for _, d := range picked {
+		c := seqs[claimKey(d.AccountID, d.Kind)]
+		result.Claims = append(result.Claims, s.toClaim(d, c))
+	}
+	return result, nil
+}
+
+func claimKey(accountID int64, kind string) string { return fmt.Sprintf("%d/%s", accountID, kind) }
+
+func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimRow) Claim {
+	cl := Claim{
+		AccountID: d.AccountID, TenantID: d.TenantID, AppID: d.Appid, AccountKind: d.AccountKind,
+		Kind: d.Kind, TokenMode: d.TokenMode, API: c.Api, ClaimSeq: c.ClaimSeq,
+		Generation: d.Generation, ExpiresAt: d.ExpiresAt, Requested: d.RefreshRequestedAt != nil,
+		Attempts: int(d.Attempts),
+	}
+	var err error
+	if cl.Secret, err = s.open(d.SecretKeyID, d.SecretCiphertext, secretAD(d.Appid)); err != nil {
+		cl.OpenErr = fmt.Errorf("secret of account %s: %w", d.Appid, err)
+		return cl
+	}
+	if cl.Current, err = s.open(d.ValueKeyID, d.ValueCiphertext, valueAD(d.AccountID, d.Kind)); err != nil {
+		cl.OpenErr = fmt.Errorf("%s of account %s: %w", d.Kind, d.Appid, err)
+		return cl
+	}
+	if d.TokenExpiresAt != nil && time.Now().Before(*d.TokenExpiresAt) {
+		if cl.AccessToken, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(d.AccountID, "access_token")); err != nil {
+			cl.OpenErr = fmt.Errorf("access_token of account %s: %w", d.Appid, err)
+		}
+	}
+	return cl
+}
+
+// Write is a newly fetched value for a claimed credential.
+type Write struct {
+	Value    string
+	Lifetime time.Duration // from now until WeChat stops accepting the value
+	// RefreshIn is when the next refresh is due, from now.
+	RefreshIn time.Duration
+	// PreviousValidFor is how long WeChat keeps accepting the value being replaced (its
+	// own expiry caps it): the overlap for APIs that rotate on every call.
+	PreviousValidFor time.Duration
+}
+
+// WriteCredential stores a new value for a claimed credential: the value, its expiry,
+// generation+1, the previous value while it is valid, the next refresh time and the
+// NOTIFY to API nodes, in one statement fenced on the generation the claim read.
+// ErrFenced if another worker wrote first. This is the only place a credential value is
+// written.
+func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (int64, error) {
+	keyID, ciphertext, err := s.ring.Seal([]byte(w.Value), valueAD(c.AccountID, c.Kind))
+	if err != nil {
+		return 0, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+	}
+	row, err := s.q.CredentialWriteFenced(ctx, dbsqlc.CredentialWriteFencedParams{
+		AccountID: c.AccountID, Kind: c.Kind, Generation: c.Generation,
+		ValueCiphertext: ciphertext, ValueKeyID: keyID, ValueFingerprint: Fingerprint(w.Value),
+		LifetimeSeconds: w.Lifetime.Seconds(), RefreshInSeconds: w.RefreshIn.Seconds(),
+		PreviousValidSeconds: w.PreviousValidFor.Seconds(),
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrFenced
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+	}
+	return row.Generation, nil
+}
+
+// Reschedule ends a claim that produced no new value and sets the next refresh.
+func (s *Store) Reschedule(ctx context.Context, c Claim, refreshIn time.Duration) error {
+	n, err := s.q.CredentialReschedule(ctx, dbsqlc.CredentialRescheduleParams{
+		AccountID: c.AccountID, Kind: c.Kind, ClaimSeq: c.ClaimSeq, RefreshInSeconds: refreshIn.Seconds(),
+	})
+	if err == nil && n == 0 {
+		err = ErrClaimLost
+	}
+	if err != nil {
+		return fmt.Errorf("reschedule %s of %s: %w", c.Kind, c.AppID, err)
+	}
+	return nil
+}
+
+// Failure is the outcome of a failed refresh.
+type Failure struct {
+	Code    int
+	Message string // never a secret
+	RetryIn time.Duration
+	// AccountStatus, when set, is the account's new status ("failing" for a configuration
+	// error WeChat reported) with Reason saying why.
+	AccountStatus string
+	Reason        string
+}
+
+// RecordFailure ends a failed claim: it keeps the current value, stores the error and sets
+// the retry, and updates the account's status when the failure says so.
+func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		n, err := q.CredentialRecordFailure(ctx, dbsqlc.CredentialRecordFailureParams{
+			AccountID: c.AccountID, Kind: c.Kind, ClaimSeq: c.ClaimSeq,
+			RetryInSeconds: f.RetryIn.Seconds(), ErrorCode: int32(f.Code), ErrorMessage: f.Message,
+		})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrClaimLost
+		}
+		if f.AccountStatus == "" {
+			return nil
+		}
+		return q.AccountSetStatus(ctx, dbsqlc.AccountSetStatusParams{ID: c.AccountID, Status: f.AccountStatus, StatusReason: f.Reason})
+	})
+	if err != nil {
+		return fmt.Errorf("record failure of %s of %s: %w", c.Kind, c.AppID, err)
+	}
+	return nil
+}
+
+// RequestRefresh makes a credential due now if generation is still its current one and no
+// refresh is in flight (compare and refresh). It reports whether it did.
+func (s *Store) RequestRefresh(ctx context.Context, accountID int64, kind string, generation int64) (bool, error) {
+	n, err := s.q.CredentialRequestRefresh(ctx, dbsqlc.CredentialRequestRefreshParams{AccountID: accountID, Kind: kind, Generation: generation})
+	if err != nil {
+		return false, fmt.Errorf("request refresh of %s of account %d: %w", kind, accountID, err)
+	}
+	return n > 0, nil
+}
+
+// CountDue returns how many credentials of refreshable accounts are due: the backlog.
+func (s *Store) CountDue(ctx context.Context) (int64, error) {
+	n, err := s.q.CredentialCountDue(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count due credentials: %w", err)
+	}
+	return n, nil
+}

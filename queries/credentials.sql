@@ -1,0 +1,218 @@
+-- name: CredentialInsert :one
+-- CredentialInsert creates the empty row of a credential the account needs. An access token
+-- is due at once; tickets wait (refresh_at NULL) until the first access token is written.
+INSERT INTO credentials (tenant_id, account_id, kind, refresh_at)
+VALUES (@tenant_id, @account_id, @kind, CASE WHEN @kind::text = 'access_token'
+    THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
+ON CONFLICT (account_id, kind) DO NOTHING
+RETURNING *;
+
+-- name: CredentialGet :one
+SELECT *
+FROM credentials
+WHERE account_id = @account_id
+  AND kind = @kind;
+
+-- name: CredentialLockDue :many
+-- CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
+-- due first, skipping rows other workers hold, and returns what a refresh needs. The
+-- subquery walks the refresh_at index and stops at the limit, however large the backlog.
+WITH due AS (
+    SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
+           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at
+    FROM credentials c
+    WHERE c.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+    ORDER BY c.refresh_at
+    LIMIT @max
+    FOR UPDATE SKIP LOCKED
+)
+SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
+       due.expires_at, due.refresh_requested_at, due.attempts,
+       a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
+       a.secret_ciphertext, a.secret_key_id,
+       t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at
+FROM due
+JOIN accounts a ON a.id = due.account_id
+LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_token' AND due.kind <> 'access_token'
+ORDER BY due.refresh_at;
+
+-- name: CredentialUnschedule :exec
+-- CredentialUnschedule stops refreshing the credentials of an account that is disabled or
+-- unauthorized; enabling the account schedules them again.
+UPDATE credentials
+SET refresh_at = NULL
+WHERE account_id = ANY(@account_ids::bigint[])
+  AND refresh_at <= now();
+
+-- name: AccountTryLock :many
+-- AccountTryLock takes the transaction-level advisory lock of each account it can, and
+-- returns those. Every claim of an account's credentials happens under this lock, so two
+-- claimers never both see the account idle.
+SELECT id::bigint
+FROM unnest(@account_ids::bigint[]) AS id
+WHERE pg_try_advisory_xact_lock(hashtextextended('wxhub/account/' || id::text, 0));
+
+-- name: CredentialClaim :many
+-- CredentialClaim is the second step of a claim, for credentials whose account lock is held
+-- (at most one per account). It skips accounts with a credential already in flight, counts
+-- the upstream call in the quota ledger unless that would pass the limit, and leases the
+-- counted ones to this worker. Each input row comes back with whether it was claimed, and
+-- why not.
+WITH input AS (
+    SELECT unnest(@account_ids::bigint[]) AS account_id, unnest(@kinds::text[]) AS kind,
+           unnest(@apis::text[]) AS api, unnest(@daily_limits::int[]) AS daily_limit
+), idle AS (
+    SELECT i.*, c.tenant_id
+    FROM input i
+    JOIN credentials c ON c.account_id = i.account_id AND c.kind = i.kind
+    WHERE NOT EXISTS (
+        SELECT 1 FROM credentials o
+        WHERE o.account_id = i.account_id
+          AND o.claimed_until > coalesce(sqlc.narg('now')::timestamptz, now()))
+), counted AS (
+    INSERT INTO upstream_calls AS u (tenant_id, account_id, api, day, calls, daily_limit)
+    SELECT idle.tenant_id, idle.account_id, idle.api,
+           ((coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')::date,
+           1, idle.daily_limit
+    FROM idle
+    WHERE idle.daily_limit > 0
+    ON CONFLICT (account_id, api, day) DO UPDATE
+        SET calls = u.calls + 1, daily_limit = excluded.daily_limit
+        WHERE u.calls < excluded.daily_limit
+    RETURNING u.account_id, u.api, u.calls
+), claimed AS (
+    UPDATE credentials c
+    SET refresh_at = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
+        claimed_until = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
+        claimed_by = @worker::text,
+        claim_seq = c.claim_seq + 1
+    FROM idle
+    JOIN counted ON counted.account_id = idle.account_id AND counted.api = idle.api
+    WHERE c.account_id = idle.account_id AND c.kind = idle.kind
+    RETURNING c.account_id, c.kind, c.claim_seq
+)
+SELECT i.account_id::bigint AS account_id, i.kind::text AS kind, i.api::text AS api,
+       (claimed.claim_seq IS NOT NULL)::bool AS claimed,
+       coalesce(claimed.claim_seq, 0)::bigint AS claim_seq,
+       (idle.account_id IS NULL)::bool AS busy
+FROM input i
+LEFT JOIN idle ON idle.account_id = i.account_id AND idle.kind = i.kind
+LEFT JOIN claimed ON claimed.account_id = i.account_id AND claimed.kind = i.kind;
+
+-- name: CredentialDeferToNextQuotaDay :exec
+-- CredentialDeferToNextQuotaDay parks credentials whose API has no quota left today until
+-- shortly after the next quota day starts (China midnight), and says why.
+UPDATE credentials
+SET refresh_at = ((date_trunc('day', (coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
+                   + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC')
+                 + make_interval(secs => @jitter_seconds::float8),
+    last_error_code = 45009,
+    last_error_message = @message::text
+WHERE account_id = ANY(@account_ids::bigint[])
+  AND kind = ANY(@kinds::text[])
+  AND refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now());
+
+-- name: CredentialWriteFenced :one
+-- CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
+-- the value it replaces kept as the previous one while WeChat still accepts it, the next
+-- refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
+-- It succeeds only if the generation is still the one the worker read when it claimed, so a
+-- worker that lost its claim changes nothing. A new access token also wakes the account's
+-- tickets that wait for a first one, and any write clears a failing status.
+WITH written AS (
+    UPDATE credentials
+    SET previous_ciphertext  = CASE WHEN expires_at > now() THEN value_ciphertext END,
+        previous_key_id      = CASE WHEN expires_at > now() THEN value_key_id END,
+        previous_expires_at  = CASE WHEN expires_at > now()
+            THEN least(expires_at, now() + make_interval(secs => @previous_valid_seconds::float8)) END,
+        value_ciphertext     = @value_ciphertext,
+        value_key_id         = @value_key_id::text,
+        value_fingerprint    = @value_fingerprint::text,
+        expires_at           = now() + make_interval(secs => @lifetime_seconds::float8),
+        generation           = generation + 1,
+        refresh_at           = now() + make_interval(secs => @refresh_in_seconds::float8),
+        claimed_by           = NULL,
+        claimed_until        = NULL,
+        refresh_requested_at = NULL,
+        attempts             = 0,
+        last_error_code      = NULL,
+        last_error_message   = NULL,
+        last_refreshed_at    = now()
+    WHERE credentials.account_id = @account_id
+      AND credentials.kind = @kind
+      AND credentials.generation = @generation
+    RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.expires_at
+), woken AS (
+    UPDATE credentials d
+    SET refresh_at = now()
+    FROM written
+    WHERE written.kind = 'access_token'
+      AND d.account_id = written.account_id
+      AND d.kind <> 'access_token'
+      AND d.generation = 0
+      AND d.refresh_at IS NULL
+), recovered AS (
+    UPDATE accounts a
+    SET status = 'active', status_reason = '', updated_at = now()
+    FROM written
+    WHERE a.id = written.account_id
+      AND a.status = 'failing'
+)
+SELECT written.generation, written.expires_at,
+       pg_notify('wxhub_changes', json_build_object(
+           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified
+FROM written;
+
+-- name: CredentialReschedule :execrows
+-- CredentialReschedule ends a claim without a new value (WeChat returned the value already
+-- stored) and sets the next attempt. It is fenced on the claim, like every claim outcome.
+UPDATE credentials
+SET refresh_at    = now() + make_interval(secs => @refresh_in_seconds::float8),
+    claimed_by    = NULL,
+    claimed_until = NULL,
+    attempts      = 0
+WHERE account_id = @account_id
+  AND kind = @kind
+  AND claim_seq = @claim_seq;
+
+-- name: CredentialRecordFailure :execrows
+-- CredentialRecordFailure ends a failed claim: it stores WeChat's code and message (never a
+-- secret), counts the attempt and sets when to retry. The current value is left alone.
+UPDATE credentials
+SET refresh_at         = now() + make_interval(secs => @retry_in_seconds::float8),
+    claimed_by         = NULL,
+    claimed_until      = NULL,
+    attempts           = attempts + 1,
+    last_error_code    = @error_code::int,
+    last_error_message = @error_message::text
+WHERE account_id = @account_id
+  AND kind = @kind
+  AND claim_seq = @claim_seq;
+
+-- name: CredentialRequestRefresh :execrows
+-- CredentialRequestRefresh makes a credential due now because its value was reported
+-- rejected. It only acts while the reported generation is still current (compare and
+-- refresh) and no refresh is in flight, whose result would answer the report anyway.
+UPDATE credentials
+SET refresh_at = now(),
+    refresh_requested_at = now()
+WHERE account_id = @account_id
+  AND kind = @kind
+  AND generation = @generation
+  AND (claimed_until IS NULL OR claimed_until <= now());
+
+-- name: CredentialCountDue :one
+-- CredentialCountDue is the backlog: credentials that are due and not claimed.
+SELECT count(*)
+FROM credentials
+WHERE refresh_at <= now();
+
+-- name: CredentialPostpone :exec
+-- CredentialPostpone moves due credentials that cannot be refreshed now (no refresher for
+-- their kind yet) out of the way of the others, and says why.
+UPDATE credentials
+SET refresh_at = now() + make_interval(secs => @postpone_seconds::float8),
+    last_error_message = @message::text
+WHERE account_id = ANY(@account_ids::bigint[])
+  AND kind = ANY(@kinds::text[])
+  AND refresh_at <= now();

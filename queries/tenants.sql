@@ -1,0 +1,9 @@
+-- name: TenantCreate :one
+INSERT INTO tenants (name)
+VALUES (@name)
+RETURNING *;
+
+-- name: TenantGetByName :one
+SELECT *
+FROM tenants
+WHERE name = @name;

@@ -1,0 +1,8 @@
+-- name: UpstreamCallsToday :many
+-- UpstreamCallsToday lists the calls counted for an account on the current quota day,
+-- which is WeChat's: the calendar day in China time (UTC+8).
+SELECT api, calls
+FROM upstream_calls
+WHERE account_id = @account_id
+  AND day = ((coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')::date
+ORDER BY api;

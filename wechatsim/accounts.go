@@ -1,0 +1,130 @@
+package wechatsim
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Account kinds, spelled as wxhub spells them. The simulator stores the kind
+// and reports it; in this version every kind gets the official-account and
+// mini-program endpoints.
+const (
+	KindOfficialAccount = "official_account"
+	KindMiniProgram     = "mini_program"
+	KindWeComApp        = "wecom_app"
+	KindComponent       = "component"
+	KindAuthorizer      = "authorizer"
+)
+
+var validKinds = map[string]bool{
+	KindOfficialAccount: true,
+	KindMiniProgram:     true,
+	KindWeComApp:        true,
+	KindComponent:       true,
+	KindAuthorizer:      true,
+}
+
+// Account is a simulated WeChat app, as posted to /sim/accounts. Quotas maps
+// an API name (APIToken, APIStableToken, APIGetTicket) to its daily limit;
+// missing or zero entries take the defaults on creation and keep their
+// current value on update. The simulator never returns Secret.
+type Account struct {
+	AppID  string         `json:"appid"`
+	Secret string         `json:"secret,omitempty"`
+	Kind   string         `json:"kind,omitempty"`
+	Quotas map[string]int `json:"quotas,omitempty"`
+}
+
+// ErrInvalidAccount is wrapped by AddAccount's errors for a malformed account.
+var ErrInvalidAccount = errors.New("wechatsim: invalid account")
+
+// AddAccount creates the account or, if the appid exists, updates its secret,
+// and its kind and quotas where given. Tokens already issued are kept, so a
+// test can make a secret wrong and right again without losing state. It does
+// the same as POST /sim/accounts.
+func (s *Simulator) AddAccount(a Account) error {
+	_, _, err := s.upsertAccount(a)
+	return err
+}
+
+// upsertAccount validates and applies a, and returns the stored account
+// (without its secret) and whether it was created.
+func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
+	if in.AppID == "" {
+		return Account{}, false, fmt.Errorf("%w: appid is required", ErrInvalidAccount)
+	}
+	if in.Kind != "" && !validKinds[in.Kind] {
+		return Account{}, false, fmt.Errorf("%w: unknown kind %q", ErrInvalidAccount, in.Kind)
+	}
+	var quotas [numQuotaAPIs]int
+	for name, limit := range in.Quotas {
+		x, ok := quotaAPIByName(name)
+		if !ok {
+			return Account{}, false, fmt.Errorf("%w: no quota named %q (want %s, %s or %s)",
+				ErrInvalidAccount, name, APIToken, APIStableToken, APIGetTicket)
+		}
+		if limit < 0 {
+			return Account{}, false, fmt.Errorf("%w: quota %s is negative", ErrInvalidAccount, name)
+		}
+		quotas[x] = limit
+	}
+
+	wd := s.world.Load()
+	fresh := &account{appid: in.AppID, kind: KindOfficialAccount, quotas: defaultQuotas}
+	v, loaded := wd.accounts.LoadOrStore(in.AppID, fresh)
+	a := v.(*account)
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.secret = in.Secret
+	if in.Kind != "" {
+		a.kind = in.Kind
+	}
+	for i, limit := range quotas {
+		if limit > 0 {
+			a.quotas[i] = limit
+		}
+	}
+	return a.infoLocked(), !loaded, nil
+}
+
+var defaultQuotas = [numQuotaAPIs]int{
+	apiToken:       DefaultTokenQuota,
+	apiStableToken: DefaultStableTokenQuota,
+	apiGetTicket:   DefaultGetTicketQuota,
+}
+
+// quotaAPIByName maps a quota name to its API; only APIs with a daily quota
+// are accepted.
+func quotaAPIByName(name string) (api, bool) {
+	for x := api(0); x < api(numQuotaAPIs); x++ {
+		if apiNames[x] == name {
+			return x, true
+		}
+	}
+	return 0, false
+}
+
+// infoLocked describes the account without its secret. Callers hold a.mu.
+func (a *account) infoLocked() Account {
+	q := make(map[string]int, numQuotaAPIs)
+	for x := api(0); x < api(numQuotaAPIs); x++ {
+		q[x.String()] = a.quotas[x]
+	}
+	return Account{AppID: a.appid, Kind: a.kind, Quotas: q}
+}
+
+// Accounts lists every account, without secrets, ordered by appid.
+func (s *Simulator) Accounts() []Account {
+	var out []Account
+	s.world.Load().accounts.Range(func(_, v any) bool {
+		a := v.(*account)
+		a.mu.Lock()
+		out = append(out, a.infoLocked())
+		a.mu.Unlock()
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].AppID < out[j].AppID })
+	return out
+}

@@ -1,0 +1,155 @@
+package wechatsim
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for Config and for account quotas. They are WeChat's documented
+// values, except DefaultGetTicketQuota, which WeChat does not publish.
+const (
+	// DefaultTokenTTL is the lifetime of every token and ticket ("currently 7200").
+	DefaultTokenTTL = 7200 * time.Second
+	// DefaultOverlap is how long a superseded token keeps working.
+	DefaultOverlap = 300 * time.Second
+	// DefaultForceMinInterval is the minimum spacing between two stable_token
+	// force refreshes; a force sooner than that does not refresh.
+	DefaultForceMinInterval = 30 * time.Second
+	// DefaultForceDailyLimit is how many stable_token force refreshes an appid
+	// gets per China day.
+	DefaultForceDailyLimit = 20
+
+	// DefaultTokenQuota is the daily limit of /cgi-bin/token calls per appid.
+	DefaultTokenQuota = 2000
+	// DefaultStableTokenQuota is the daily limit of /cgi-bin/stable_token calls per appid.
+	DefaultStableTokenQuota = 500000
+	// DefaultGetTicketQuota is the daily limit of /cgi-bin/ticket/getticket calls per appid.
+	DefaultGetTicketQuota = 100000
+
+	// ClearQuotaMonthlyLimit is how many quota resets (clear_quota and
+	// clear_quota/v2 together) an account gets per China calendar month.
+	ClearQuotaMonthlyLimit = 10
+)
+
+// Config holds the simulator's settings. Zero fields take the defaults above,
+// so Config{} behaves like WeChat.
+type Config struct {
+	// TokenTTL is the lifetime of every access token and ticket. Tests that run
+	// in real time use short lifetimes instead of a scaled clock, so expires_in
+	// never lies. Use whole seconds: expires_in is reported in whole seconds.
+	TokenTTL time.Duration
+	// Overlap is how long a superseded token keeps working, and the width of
+	// stable_token's last window in which a normal call rotates the token.
+	// Negative means no overlap.
+	Overlap time.Duration
+	// Now is the simulator's clock; nil means time.Now. It must be safe for
+	// concurrent use. Tests inject a fake clock instead of sleeping.
+	Now func() time.Time
+	// ForceMinInterval is the minimum spacing of stable_token force refreshes;
+	// a force sooner than that after the previous refreshing force behaves like
+	// normal mode. Negative disables the rule.
+	ForceMinInterval time.Duration
+	// ForceDailyLimit is how many refreshing stable_token forces an appid gets
+	// per China day; the next one answers 45009. Negative means unlimited.
+	ForceDailyLimit int
+}
+
+// withDefaults fills zero fields and clamps the "disabled" negatives, so the
+// handlers never have to special-case them.
+func (c Config) withDefaults() Config {
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	switch {
+	case c.Overlap == 0:
+		c.Overlap = DefaultOverlap
+	case c.Overlap < 0:
+		c.Overlap = 0
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.ForceMinInterval == 0:
+		c.ForceMinInterval = DefaultForceMinInterval
+	case c.ForceMinInterval < 0:
+		c.ForceMinInterval = 0
+	}
+	if c.ForceDailyLimit == 0 {
+		c.ForceDailyLimit = DefaultForceDailyLimit
+	}
+	return c
+}
+
+// Simulator is an in-process WeChat credential service. It is safe for
+// concurrent use; create it with New.
+type Simulator struct {
+	cfg Config
+	// world holds all mutable state. Reset swaps in a fresh one, so a request
+	// that is still running against the old world can never leak tokens or
+	// counters into the new one.
+	world atomic.Pointer[world]
+}
+
+// New returns a simulator with no accounts and no faults. Zero fields of cfg
+// take their defaults.
+func New(cfg Config) *Simulator {
+	s := &Simulator{cfg: cfg.withDefaults()}
+	s.world.Store(newWorld())
+	return s
+}
+
+// now reads the configured clock.
+func (s *Simulator) now() time.Time { return s.cfg.Now() }
+
+// Reset forgets every account, token, fault and counter, as POST /sim/reset
+// does. Settings from Config are kept.
+func (s *Simulator) Reset() { s.world.Store(newWorld()) }
+
+// ServeHTTP serves WeChat's credential endpoints and the simulator-only
+// endpoints under /sim/. WeChat-level errors are answered with HTTP 200 and an
+// errcode, as WeChat does; only simulator-only endpoints and unknown paths use
+// HTTP error statuses.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case pathToken:
+		s.handleToken(w, r)
+	case pathStableToken:
+		s.handleStableToken(w, r)
+	case pathGetTicket:
+		s.handleGetTicket(w, r)
+	case pathDomainIP:
+		s.handleDomainIP(w, r)
+	case pathQuotaGet:
+		s.handleQuotaGet(w, r)
+	case pathClearQuota:
+		s.handleClearQuota(w, r)
+	case pathClearQuotaV2:
+		s.handleClearQuotaV2(w, r)
+	case "/sim/accounts":
+		s.handleSimAccounts(w, r)
+	case "/sim/stats":
+		s.handleSimStats(w, r)
+	case "/sim/faults":
+		s.handleSimFaults(w, r)
+	case "/sim/reset":
+		s.handleSimReset(w, r)
+	default:
+		// WeChat's answer to an unknown path is not documented; a plain 404
+		// makes a wrong URL in a client obvious instead of looking like a
+		// credential problem.
+		writeSimError(w, http.StatusNotFound, "wechatsim: no such endpoint "+r.URL.Path)
+	}
+}
+
+// WeChat paths served by the simulator.
+const (
+	pathToken        = "/cgi-bin/token"
+	pathStableToken  = "/cgi-bin/stable_token"
+	pathGetTicket    = "/cgi-bin/ticket/getticket"
+	pathDomainIP     = "/cgi-bin/get_api_domain_ip"
+	pathQuotaGet     = "/cgi-bin/openapi/quota/get"
+	pathClearQuota   = "/cgi-bin/clear_quota"
+	pathClearQuotaV2 = "/cgi-bin/clear_quota/v2"
+)

@@ -1,0 +1,302 @@
+package wechatsim
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// api identifies one WeChat endpoint for counting and quotas. The first
+// numQuotaAPIs values are the ones with a daily quota.
+type api int
+
+const (
+	apiToken api = iota
+	apiStableToken
+	apiGetTicket
+	apiDomainIP
+	apiQuotaGet
+	apiClearQuota
+	numAPIs
+
+	numQuotaAPIs = int(apiGetTicket) + 1
+)
+
+// API names as they appear in Stats, in Account.Quotas and in quota answers.
+// They are part of the simulator's contract with tests in other packages.
+const (
+	APIToken          = "token"
+	APIStableToken    = "stable_token"
+	APIGetTicket      = "getticket"
+	APIGetAPIDomainIP = "get_api_domain_ip"
+	APIQuotaGet       = "quota_get"
+	APIClearQuota     = "clear_quota"
+)
+
+var apiNames = [numAPIs]string{
+	apiToken:       APIToken,
+	apiStableToken: APIStableToken,
+	apiGetTicket:   APIGetTicket,
+	apiDomainIP:    APIGetAPIDomainIP,
+	apiQuotaGet:    APIQuotaGet,
+	apiClearQuota:  APIClearQuota,
+}
+
+func (a api) String() string { return apiNames[a] }
+
+// tokenKind tells classic tokens from stable tokens. They live in separate
+// state because WeChat keeps them fully isolated.
+type tokenKind int
+
+const (
+	kindClassic tokenKind = iota
+	kindStable
+	numTokenKinds
+)
+
+// Token kinds as reported in Stats.TokensIssuedByKind.
+const (
+	TokenKindClassic = "classic"
+	TokenKindStable  = "stable"
+)
+
+var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable}
+
+// tokenRecord is one issued access token.
+type tokenRecord struct {
+	value     string
+	kind      tokenKind
+	acct      *account
+	issuedAt  time.Time
+	expiresAt time.Time // natural expiry: issuedAt + TokenTTL
+
+	// deadline and superseded are guarded by acct.mu. deadline starts at
+	// expiresAt and only ever moves earlier, when a newer token supersedes
+	// this one.
+	deadline   time.Time
+	superseded bool
+}
+
+// status answers what WeChat would say about the token at instant now:
+// 0 while it works; 40001 once it died because a newer token superseded it;
+// 42001 once it reached its natural expiry without having been superseded.
+// Callers hold t.acct.mu.
+func (t *tokenRecord) status(now time.Time) int {
+	switch {
+	case now.Before(t.deadline):
+		return 0
+	case t.superseded:
+		return CodeInvalidCredential
+	default:
+		return CodeTokenExpired
+	}
+}
+
+// supersede schedules the token's death at min(its deadline, now+overlap).
+// A token that is already dead is left alone, so a token that expired
+// naturally keeps answering 42001 rather than turning into 40001.
+// Callers hold t.acct.mu.
+func (t *tokenRecord) supersede(now time.Time, overlap time.Duration) {
+	if !now.Before(t.deadline) {
+		return
+	}
+	if d := now.Add(overlap); d.Before(t.deadline) {
+		t.deadline = d
+	}
+	t.superseded = true
+}
+
+// forgetAfter is how long after its death a token is still recognized. After
+// that it is dropped from the index and answers 40001 like any unknown token;
+// without it a long benchmark with short lifetimes would grow without bound.
+const forgetAfter = 24 * time.Hour
+
+// account is the state of one appid. mu guards everything except appid and
+// stats, which has its own lock so reading counters never waits for a
+// token operation.
+type account struct {
+	appid string
+
+	mu     sync.Mutex
+	secret string
+	kind   string
+	quotas [numQuotaAPIs]int
+
+	day         int // China day that used and forcesToday belong to
+	used        [numQuotaAPIs]int
+	forcesToday int
+	lastForce   time.Time // last force that refreshed; zero if none
+
+	month  int // China month that clears belongs to
+	clears int
+
+	classic *tokenRecord   // newest classic token, nil before the first
+	stable  []*tokenRecord // stable tokens not superseded, oldest first; the last is current
+	history []*tokenRecord // every indexed token, oldest first, for forgetting
+
+	stats counters
+}
+
+// rollDay resets the daily counters when the China calendar day changed
+// since they were last touched. WeChat does not document when its counters
+// reset; wxhub assumes midnight in China (UTC+8), and so does the simulator.
+// Callers hold a.mu.
+func (a *account) rollDay(now time.Time) {
+	if d := chinaDay(now); d != a.day {
+		a.day = d
+		a.used = [numQuotaAPIs]int{}
+		a.forcesToday = 0
+	}
+}
+
+// rollMonth resets the monthly clear_quota counter on a new China month.
+// Callers hold a.mu.
+func (a *account) rollMonth(now time.Time) {
+	if m := chinaMonth(now); m != a.month {
+		a.month = m
+		a.clears = 0
+	}
+}
+
+// overQuota reports whether one more successful call of x would exceed the
+// daily limit. Callers hold a.mu and have called rollDay.
+func (a *account) overQuota(x api) bool { return a.used[x] >= a.quotas[x] }
+
+// chinaZone is China Standard Time. A fixed zone, not time.LoadLocation, so
+// the simulator works without tzdata.
+var chinaZone = time.FixedZone("CST", 8*60*60)
+
+// chinaDay numbers calendar days in China time.
+func chinaDay(t time.Time) int {
+	y, m, d := t.In(chinaZone).Date()
+	return y*10000 + int(m)*100 + d
+}
+
+// chinaMonth numbers calendar months in China time.
+func chinaMonth(t time.Time) int {
+	y, m, _ := t.In(chinaZone).Date()
+	return y*100 + int(m)
+}
+
+// issueLocked creates a token of the given kind for a, indexes it and counts
+// it. Superseding older tokens is the caller's business because the rules
+// differ per kind. Callers hold a.mu.
+func (s *Simulator) issueLocked(wd *world, a *account, kind tokenKind, now time.Time) *tokenRecord {
+	t := &tokenRecord{
+		value:     newSecretString(tokenBytes),
+		kind:      kind,
+		acct:      a,
+		issuedAt:  now,
+		expiresAt: now.Add(s.cfg.TokenTTL),
+	}
+	t.deadline = t.expiresAt
+	wd.tokens.put(t)
+	a.history = append(a.history, t)
+	a.forgetOld(wd, now)
+	a.stats.tokenIssued(kind, now)
+	return t
+}
+
+// forgetOld drops tokens that died more than forgetAfter ago. It only looks at
+// the head of the history; tokens share one lifetime, so the oldest issued are
+// the first to go. Callers hold a.mu.
+func (a *account) forgetOld(wd *world, now time.Time) {
+	for len(a.history) > 0 && now.Sub(a.history[0].deadline) >= forgetAfter {
+		wd.tokens.remove(a.history[0].value)
+		a.history[0] = nil
+		a.history = a.history[1:]
+	}
+}
+
+// Random string lengths. 108 random bytes give 144 URL-safe characters, in the
+// range of real access tokens; tickets are shorter, like WeChat's.
+const (
+	tokenBytes  = 108
+	ticketBytes = 64
+)
+
+// newSecretString returns n bytes from crypto/rand as unpadded URL-safe
+// base64, so tokens are unguessable and need no escaping in a query string.
+func newSecretString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails; it crashes the program instead.
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// tokenIndexShards spreads the token index over independent locks. Every use
+// of a token goes through the index, so one lock would serialize all accounts.
+const tokenIndexShards = 64
+
+// tokenIndex maps a token string to its record, across all accounts.
+type tokenIndex struct {
+	seed   maphash.Seed
+	shards [tokenIndexShards]tokenShard
+}
+
+type tokenShard struct {
+	mu sync.RWMutex
+	m  map[string]*tokenRecord
+}
+
+func (ix *tokenIndex) init() {
+	ix.seed = maphash.MakeSeed()
+	for i := range ix.shards {
+		ix.shards[i].m = make(map[string]*tokenRecord)
+	}
+}
+
+func (ix *tokenIndex) shard(token string) *tokenShard {
+	return &ix.shards[maphash.String(ix.seed, token)%tokenIndexShards]
+}
+
+func (ix *tokenIndex) get(token string) *tokenRecord {
+	sh := ix.shard(token)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[token]
+}
+
+func (ix *tokenIndex) put(t *tokenRecord) {
+	sh := ix.shard(t.value)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.m[t.value] = t
+}
+
+func (ix *tokenIndex) remove(token string) {
+	sh := ix.shard(token)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.m, token)
+}
+
+// world is all mutable simulator state; see Simulator.world.
+type world struct {
+	accounts sync.Map // appid → *account; read-mostly, so no global lock on the hot path
+	tokens   tokenIndex
+	faults   faultTable
+	// orphan counts calls that cannot be attributed to a known appid: unknown
+	// or missing appids, unknown or missing tokens.
+	orphan counters
+}
+
+func newWorld() *world {
+	wd := &world{}
+	wd.tokens.init()
+	wd.faults.init()
+	return wd
+}
+
+// account returns the state of appid, or nil if there is no such account.
+func (wd *world) account(appid string) *account {
+	if appid == "" {
+		return nil
+	}
+	v, ok := wd.accounts.Load(appid)
+	if !ok {
+		return nil
+	}
+	return v.(*account)
+}

@@ -1,0 +1,113 @@
+package wechatsim
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+)
+
+// WeChat error codes the simulator answers. Tests in other packages compare
+// against these rather than bare numbers.
+const (
+	CodeOK                 = 0
+	CodeBusy               = -1    // system busy: transient
+	CodeInvalidCredential  = 40001 // token invalid or superseded; bad secret on stable_token
+	CodeInvalidGrantType   = 40002
+	CodeInvalidAppID       = 40013
+	CodeInvalidArgs        = 40097
+	CodeInvalidSecret      = 40125
+	CodeIPNotWhitelisted   = 40164
+	CodeMissingAccessToken = 41001
+	CodeMissingAppID       = 41002
+	CodeMissingSecret      = 41004
+	CodeTokenExpired       = 42001
+	CodeRequireGET         = 43001
+	CodeRequirePOST        = 43002
+	CodeQuotaExceeded      = 45009
+	CodeDataFormat         = 47001
+	CodeClearQuotaLimit    = 48006
+	CodeCGIPathNotFound    = 76021
+)
+
+// errMessages imitates WeChat's errmsg texts closely enough that log-reading
+// humans and message-sniffing clients see what they would see in production.
+var errMessages = map[int]string{
+	CodeBusy:               "system error",
+	CodeInvalidCredential:  "invalid credential, access_token is invalid or not latest",
+	CodeInvalidGrantType:   "invalid grant_type",
+	CodeInvalidAppID:       "invalid appid",
+	CodeInvalidArgs:        "invalid args",
+	CodeInvalidSecret:      "invalid appsecret",
+	CodeMissingAccessToken: "access_token missing",
+	CodeMissingAppID:       "appid missing",
+	CodeMissingSecret:      "appsecret missing",
+	CodeTokenExpired:       "access_token expired",
+	CodeRequireGET:         "require GET method",
+	CodeRequirePOST:        "require POST method",
+	CodeQuotaExceeded:      "reach max api daily quota limit",
+	CodeDataFormat:         "data format error",
+	CodeClearQuotaLimit:    "forbid to clear quota because of reaching the limit",
+	CodeCGIPathNotFound:    "cgi_path not found, please check",
+}
+
+// ErrorBody is WeChat's error answer.
+type ErrorBody struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+// errorBody builds WeChat's answer for code, with a request id appended as
+// WeChat does ("invalid appid rid: 6579a2b3-…"). 40164 names the caller's IP.
+func errorBody(code int, r *http.Request, now time.Time) ErrorBody {
+	msg := errMessages[code]
+	if code == CodeIPNotWhitelisted {
+		ip := clientIP(r)
+		msg = fmt.Sprintf("invalid ip %s ipv6 ::ffff:%s, not in whitelist", ip, ip)
+	}
+	if msg == "" {
+		msg = "error"
+	}
+	return ErrorBody{ErrCode: code, ErrMsg: msg + " rid: " + newRID(now)}
+}
+
+// newRID makes a request id shaped like WeChat's. It is not a secret, so a
+// fast concurrent-safe PRNG is enough.
+func newRID(now time.Time) string {
+	return fmt.Sprintf("%08x-%08x-%08x", uint32(now.Unix()), rand.Uint32(), rand.Uint32())
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// okBody is WeChat's success envelope for APIs that include one.
+type okBody struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+var okEnvelope = okBody{ErrCode: 0, ErrMsg: "ok"}
+
+// writeJSON answers with WeChat's content type. WeChat answers errors with
+// HTTP 200 as well, so status is 200 for every WeChat endpoint.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// simError is the error body of the simulator-only endpoints.
+type simError struct {
+	Error string `json:"error"`
+}
+
+func writeSimError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, simError{Error: msg})
+}

@@ -1,0 +1,45 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the worker's Prometheus series. Labels carry kinds and outcomes, never an
+// appid with a secret or a value.
+type metrics struct {
+	refreshes *prometheus.CounterVec
+	upstream  *prometheus.HistogramVec
+	claims    prometheus.Counter
+	overQuota prometheus.Counter
+	due       prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxhub_worker_refreshes_total",
+			Help: "Finished refresh attempts by credential kind and outcome (refreshed, unchanged, transient, configuration, quota, fenced, write_failed, ...).",
+		}, []string{"credential", "outcome"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wxhub_worker_upstream_seconds",
+			Help:    "Latency of WeChat credential calls by API and result.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"api", "result"}),
+		claims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxhub_worker_claims_total",
+			Help: "Credentials claimed for refresh.",
+		}),
+		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxhub_worker_quota_guard_total",
+			Help: "Due credentials parked until the next quota day because wxhub's daily quota guard was reached.",
+		}),
+		due: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wxhub_worker_due_credentials",
+			Help: "Credentials due for refresh and not yet claimed (the backlog).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.overQuota, m.due} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,192 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"wxhub/db"
+	"wxhub/wechat"
+)
+
+// Error codes wxhub stores for failures that are not WeChat's answers.
+const (
+	codeNetwork       = -1000 // no usable answer: connection, timeout, HTTP status, bad body
+	codeUndecryptable = -1001 // the secret or value does not decrypt with the key ring
+	codeNoToken       = -1002 // a ticket is due but the account has no valid access token
+)
+
+var errNoAccessToken = errors.New("no valid access token to fetch the ticket with")
+
+// refresh fetches a new value for one claimed credential and stores it, or records why not.
+// ctx is not the caller's: nothing that started a WeChat call may be cancelled by shutdown.
+func (w *Worker) refresh(ctx context.Context, c db.Claim) {
+	r, err := refresherFor(c.AccountKind, c.Kind, c.TokenMode)
+	if err != nil {
+		w.fail(ctx, c, err)
+		return
+	}
+	if c.OpenErr != nil {
+		w.fail(ctx, c, c.OpenErr)
+		return
+	}
+	callCtx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
+	start := time.Now()
+	tok, err := r.fetch(callCtx, w.wechat, c)
+	cancel()
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	w.metrics.upstream.WithLabelValues(r.api, result).Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.fail(ctx, c, err)
+		return
+	}
+	// WeChat counted the lifetime from its answer; the time the answer took to arrive is
+	// already gone, so it is taken off rather than trusting the value to live longer.
+	remaining := func() time.Duration { return tok.ExpiresIn - time.Since(start) }
+
+	if !r.rotates && tok.Value == c.Current {
+		// stable_token returned the value already stored: the call came before WeChat's
+		// rotation window. Not a refresh; try again inside the window.
+		if err := w.store.Reschedule(ctx, c, w.stableRefreshIn(remaining())); err != nil {
+			w.log.Warn("reschedule failed", "appid", c.AppID, "credential", c.Kind, "err", err)
+		}
+		w.metrics.refreshes.WithLabelValues(c.Kind, "unchanged").Inc()
+		return
+	}
+	w.write(ctx, c, r, tok.Value, remaining, start)
+}
+
+// write stores a fetched value. If the database is unreachable it keeps trying while the
+// value is inside its overlap window, because until then the value it replaces still works;
+// after that it gives up and the claim's lease lets the next claim fetch again.
+func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value string, remaining func() time.Duration, fetched time.Time) {
+	deadline := fetched.Add(w.cfg.Overlap)
+	fraction := 0.75 + 0.1*rand.Float64()
+	for attempt := 1; ; attempt++ {
+		lifetime := remaining()
+		wr := db.Write{Value: value, Lifetime: lifetime, PreviousValidFor: w.cfg.Overlap}
+		if r.rotates {
+			wr.RefreshIn = time.Duration(float64(lifetime) * fraction)
+		} else {
+			wr.RefreshIn = w.stableRefreshIn(lifetime)
+			// A stable token replaced in the window stays valid until its own expiry.
+			wr.PreviousValidFor = 24 * time.Hour
+		}
+		generation, err := w.store.WriteCredential(ctx, c, wr)
+		if err == nil {
+			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
+			w.log.Debug("refreshed", "appid", c.AppID, "credential", c.Kind, "generation", generation,
+				"expires_in", lifetime.Round(time.Second), "refresh_in", wr.RefreshIn.Round(time.Second))
+			return
+		}
+		if errors.Is(err, db.ErrFenced) {
+			w.metrics.refreshes.WithLabelValues(c.Kind, "fenced").Inc()
+			w.log.Warn("another worker refreshed first; value discarded", "appid", c.AppID, "credential", c.Kind)
+			if r.rotates {
+				// Our call may have come after the winner's, which would kill the stored value
+				// after the overlap. One more refresh makes the stored value the newest.
+				w.requestRefresh(ctx, c)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			w.metrics.refreshes.WithLabelValues(c.Kind, "write_failed").Inc()
+			w.log.Error("could not store the fetched value within the overlap; the next claim fetches again",
+				"appid", c.AppID, "credential", c.Kind, "attempts", attempt, "err", err)
+			return
+		}
+		wait := backoff(100*time.Millisecond, 2*time.Second, attempt)
+		w.log.Warn("storing the fetched value failed; retrying", "appid", c.AppID, "credential", c.Kind,
+			"attempt", attempt, "retry_in", wait, "err", err)
+		time.Sleep(wait)
+	}
+}
+
+// requestRefresh makes the credential due again at its current generation.
+func (w *Worker) requestRefresh(ctx context.Context, c db.Claim) {
+	cur, err := w.store.GetCredential(ctx, c.AccountID, c.Kind)
+	if err == nil {
+		_, err = w.store.RequestRefresh(ctx, c.AccountID, c.Kind, cur.Generation)
+	}
+	if err != nil {
+		w.log.Error("could not request a refresh after losing the race", "appid", c.AppID, "credential", c.Kind, "err", err)
+	}
+}
+
+// stableRefreshIn schedules a stable token: calls before WeChat's rotation window (the last
+// Overlap of the token's life) return the same token, so the refresh is due at the start of
+// the window, with jitter inside its first fifth.
+func (w *Worker) stableRefreshIn(lifetime time.Duration) time.Duration {
+	overlap := w.cfg.Overlap
+	if lifetime <= overlap {
+		// Already inside the window (or a lifetime shorter than the window): rotate soon.
+		return max(time.Second, time.Duration(float64(lifetime)*0.2*rand.Float64()))
+	}
+	return lifetime - overlap + time.Duration(0.2*float64(overlap)*rand.Float64())
+}
+
+// fail records a failed refresh: the current value stays in service, and the retry time
+// depends on what kind of failure WeChat reported.
+func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
+	f := db.Failure{Code: codeNetwork, Message: err.Error()}
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		f.Code, f.Message = we.Code, we.Message
+	}
+	var outcome string
+	switch {
+	case c.OpenErr != nil:
+		outcome = "undecryptable"
+		f.Code, f.RetryIn = codeUndecryptable, jitter(w.cfg.ConfigRetry)
+		f.AccountStatus, f.Reason = "failing", "stored secret or value does not decrypt with WXHUB_KEYS"
+	case errors.Is(err, errNoAccessToken):
+		outcome = "no_token"
+		f.Code, f.RetryIn = codeNoToken, backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
+	default:
+		kind := wechat.Classify(err)
+		outcome = kind.String()
+		switch kind {
+		case wechat.KindQuota:
+			f.RetryIn = untilNextQuotaDay(time.Now()) + jitter(time.Minute)
+		case wechat.KindConfiguration, wechat.KindBug, wechat.KindRevoked:
+			f.RetryIn = jitter(w.cfg.ConfigRetry)
+			f.AccountStatus, f.Reason = "failing", err.Error()
+		default:
+			f.RetryIn = backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
+		}
+	}
+	w.metrics.refreshes.WithLabelValues(c.Kind, outcome).Inc()
+	w.log.Warn("refresh failed", "appid", c.AppID, "credential", c.Kind, "kind", outcome,
+		"code", f.Code, "err", err, "retry_in", f.RetryIn.Round(time.Millisecond))
+	if err := w.store.RecordFailure(ctx, c, f); err != nil {
+		w.log.Error("could not record the failure; the claim's lease will expire", "appid", c.AppID, "credential", c.Kind, "err", err)
+	}
+}
+
+// backoff is exponential with jitter: between half and all of base·2^(attempt-1), capped.
+func backoff(base, maxWait time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < maxWait; i++ {
+		d *= 2
+	}
+	return jitter(min(d, maxWait))
+}
+
+// jitter spreads d over [d/2, d] so workers that failed together retry apart.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// chinaTime is the zone WeChat's daily quotas follow.
+var chinaTime = time.FixedZone("UTC+8", 8*60*60)
+
+// untilNextQuotaDay is the time left until midnight in China, when WeChat's counters reset.
+func untilNextQuotaDay(now time.Time) time.Duration {
+	local := now.In(chinaTime)
+	midnight := time.Date(local.Year(), local.Month(), local.Day()+1, 0, 0, 0, 0, chinaTime)
+	return midnight.Sub(now)
+}

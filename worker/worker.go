@@ -1,0 +1,194 @@
+// Package worker keeps every active account's credentials fresh: it claims due credentials
+// from PostgreSQL, calls WeChat, and writes the new value fenced on the generation it read,
+// so any number of workers can run against one database and each refresh happens once.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"wxhub/db"
+	"wxhub/wechat"
+)
+
+// Config tunes a worker; zero fields take the defaults in brackets.
+type Config struct {
+	// ID names the worker in claims and logs [hostname-pid].
+	ID string
+	// Concurrency is how many refreshes run at once [32].
+	Concurrency int
+	// PollInterval is how often the worker looks for due credentials when idle [1s].
+	PollInterval time.Duration
+	// Lease is how long a claim holds before another worker may take the credential over
+	// [60s]. It should exceed CallTimeout plus the time a write takes; a shorter lease only
+	// costs extra calls (the fenced write keeps it correct), which tests use to stage a
+	// worker that lost its claim.
+	Lease time.Duration
+	// CallTimeout bounds one WeChat call [10s].
+	CallTimeout time.Duration
+	// Overlap is how long WeChat keeps accepting a replaced value, and the length of the
+	// stable token's rotation window [300s]; tests scale it down with the token lifetime.
+	Overlap time.Duration
+	// QuotaReserve is the fraction of each daily limit kept for refreshes that app servers
+	// request by reporting a rejected value [0.1].
+	QuotaReserve float64
+	// RetryBase and RetryMax bound the exponential backoff after transient failures [1s, 2m].
+	RetryBase, RetryMax time.Duration
+	// ConfigRetry is how long to wait after WeChat rejected the account's configuration
+	// (bad secret, IP whitelist) [10m].
+	ConfigRetry time.Duration
+	// ShutdownGrace is how long Run waits for refreshes in flight after its context ends [30s].
+	ShutdownGrace time.Duration
+	// Logger receives structured logs [slog.Default()].
+	Logger *slog.Logger
+	// Registerer receives the worker's metrics [a private registry].
+	Registerer prometheus.Registerer
+}
+
+func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	setDefault(&c.Concurrency, 32)
+	setDefault(&c.PollInterval, time.Second)
+	setDefault(&c.Lease, 60*time.Second)
+	setDefault(&c.CallTimeout, 10*time.Second)
+	setDefault(&c.Overlap, 300*time.Second)
+	setDefault(&c.QuotaReserve, 0.1)
+	setDefault(&c.RetryBase, time.Second)
+	setDefault(&c.RetryMax, 2*time.Minute)
+	setDefault(&c.ConfigRetry, 10*time.Minute)
+	setDefault(&c.ShutdownGrace, 30*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Worker refreshes credentials. Create it with New and start it with Run.
+type Worker struct {
+	store   *db.Store
+	wechat  *wechat.Client
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New returns a worker that claims from store and calls WeChat through client.
+func New(store *db.Store, client *wechat.Client, cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &Worker{store: store, wechat: client, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), metrics: m}, nil
+}
+
+// Run claims and refreshes due credentials until ctx ends. Then it claims nothing more and
+// waits up to ShutdownGrace for refreshes in flight: they run on a context of their own, so
+// a shutdown never cancels a WeChat call whose answer would then be lost. A claim still
+// running after the grace period is abandoned; its lease expires and another worker
+// takes it.
+func (w *Worker) Run(ctx context.Context) error {
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease)
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	freed := make(chan struct{}, 1)
+	var inflight sync.WaitGroup
+	refreshCtx := context.WithoutCancel(ctx)
+	nextBacklog := time.Now()
+	claimFailures := 0
+
+	for ctx.Err() == nil {
+		if time.Now().After(nextBacklog) {
+			w.updateBacklog(ctx)
+			nextBacklog = time.Now().Add(5 * time.Second)
+		}
+		free := cap(slots) - len(slots)
+		wait := w.cfg.PollInterval
+		// A claim costs a transaction whatever its size, so while most slots are busy the
+		// worker waits for more to free up rather than claiming one credential at a time.
+		if free > 0 && (free == cap(slots) || free >= max(1, cap(slots)/4)) {
+			res, err := w.store.ClaimDue(ctx, db.ClaimRequest{
+				Worker: w.cfg.ID, Max: free, Lease: w.cfg.Lease, Plan: w.plan, Postpone: time.Hour,
+			})
+			switch {
+			case err != nil && ctx.Err() == nil:
+				claimFailures++
+				wait = backoff(w.cfg.PollInterval, 30*time.Second, claimFailures)
+				w.log.Error("claim failed", "err", err, "retry_in", wait)
+			case err == nil:
+				claimFailures = 0
+			}
+			w.metrics.claims.Add(float64(len(res.Claims)))
+			w.metrics.overQuota.Add(float64(len(res.OverQuota)))
+			for _, appid := range res.OverQuota {
+				w.log.Warn("daily quota guard reached; next refresh after the quota day ends", "appid", appid)
+			}
+			for _, c := range res.Claims {
+				slots <- struct{}{}
+				inflight.Add(1)
+				go func() {
+					defer inflight.Done()
+					w.refresh(refreshCtx, c)
+					<-slots
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+			}
+			if len(res.Claims) == free {
+				continue // more may be due: claim again at once
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-freed:
+		case <-time.After(wait):
+		}
+	}
+	return w.drain(&inflight)
+}
+
+func (w *Worker) drain(inflight *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		w.log.Info("worker stopped")
+		return nil
+	case <-time.After(w.cfg.ShutdownGrace):
+		return fmt.Errorf("worker: refreshes still running after %s; their claims expire with the lease", w.cfg.ShutdownGrace)
+	}
+}
+
+func (w *Worker) updateBacklog(ctx context.Context) {
+	n, err := w.store.CountDue(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("backlog not measured", "err", err)
+		}
+		return
+	}
+	w.metrics.due.Set(float64(n))
+}

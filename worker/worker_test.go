@@ -1,0 +1,317 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"wxhub/db"
+	"wxhub/wechatsim"
+)
+
+func TestNewAccountGetsTokenAndTicketsThenRotates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 8*time.Second, 3*time.Second)
+	accounts := b.addAccounts(t, "wxfresh", 5, "stable", []string{"jsapi", "wx_card"}, nil)
+	b.startWorker(t, b.config("w1"), b.simURL)
+	ctx := context.Background()
+
+	for _, a := range accounts {
+		waitFor(t, 10*time.Second, a.AppID+" tickets", func() bool {
+			_, err1 := b.store.GetCredential(ctx, a.ID, "jsapi_ticket")
+			_, err2 := b.store.GetCredential(ctx, a.ID, "wx_card_ticket")
+			return err1 == nil && err2 == nil
+		})
+	}
+	first, err := b.store.GetCredential(ctx, accounts[0].ID, "access_token")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), first.Generation)
+	require.WithinDuration(t, time.Now().Add(8*time.Second), first.ExpiresAt, 3*time.Second, "expiry comes from expires_in")
+
+	// The stable token rotates in WeChat's window, the last 3 s of its 8 s life.
+	waitFor(t, 12*time.Second, "a second generation", func() bool {
+		c, err := b.store.GetCredential(ctx, accounts[0].ID, "access_token")
+		return err == nil && c.Generation == 2
+	})
+	second, err := b.store.GetCredential(ctx, accounts[0].ID, "access_token")
+	require.NoError(t, err)
+	require.NotEqual(t, first.Value, second.Value)
+	code, err := b.simc.Use(ctx, second.Value)
+	require.NoError(t, err)
+	require.Zero(t, code)
+	code, err = b.simc.Use(ctx, first.Value)
+	require.NoError(t, err)
+	require.Zero(t, code, "the replaced stable token works until its own expiry")
+
+	stats := b.sim.Stats(accounts[0].AppID)
+	s := stats.Accounts[accounts[0].AppID]
+	require.Equal(t, int64(2), s.TokensIssued)
+	require.LessOrEqual(t, s.Calls[wechatsim.APIStableToken], int64(4), "no more than two calls per cycle")
+	requireNoQuotaAnswers(t, b.sim.Stats(""))
+}
+
+func TestCredentialsOfUnsupportedKindsDoNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 30*time.Second, 5*time.Second)
+	ctx := context.Background()
+	// A component account has no refresher yet; its credential must step aside.
+	_, err := b.store.CreateAccount(ctx, db.NewAccount{Tenant: "acme", AppID: "wxcomponent0001", Kind: "component", Secret: "s"})
+	require.NoError(t, err)
+	accounts := b.addAccounts(t, "wxnormal", 3, "stable", nil, nil)
+	cfg := b.config("w1")
+	cfg.Concurrency = 1
+	b.startWorker(t, cfg, b.simURL)
+	for _, a := range accounts {
+		waitFor(t, 10*time.Second, a.AppID+" token", func() bool {
+			_, err := b.store.GetCredential(ctx, a.ID, "access_token")
+			return err == nil
+		})
+	}
+	comp, err := b.store.GetAccount(ctx, "wxcomponent0001")
+	require.NoError(t, err)
+	c, err := b.store.GetCredential(ctx, comp.ID, "access_token")
+	require.ErrorIs(t, err, db.ErrNotFound)
+	require.Contains(t, c.LastErrMsg, "cannot refresh")
+	require.True(t, c.RefreshAt.After(time.Now().Add(30*time.Minute)), "postponed")
+}
+
+func TestWrongSecretMarksAccountFailingAndBacksOff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		mode, api string
+		code      int
+	}{
+		{"classic", wechatsim.APIToken, 40125},
+		{"stable", wechatsim.APIStableToken, 40001},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, 30*time.Second, 5*time.Second)
+			ctx := context.Background()
+			good := b.addAccounts(t, "wxgood", 3, tt.mode, nil, nil)
+			bad := b.addAccounts(t, "wxbad", 1, tt.mode, nil, nil)[0]
+			require.NoError(t, b.sim.AddAccount(wechatsim.Account{AppID: bad.AppID, Secret: "rotated-by-the-merchant"}))
+			cfg := b.config("w1")
+			cfg.ConfigRetry = 4 * time.Second
+			b.startWorker(t, cfg, b.simURL)
+
+			waitFor(t, 10*time.Second, "the bad account failing", func() bool {
+				a, err := b.store.GetAccount(ctx, bad.AppID)
+				require.NoError(t, err)
+				return a.Status == "failing"
+			})
+			a, err := b.store.GetAccount(ctx, bad.AppID)
+			require.NoError(t, err)
+			require.Contains(t, a.StatusReason, "errcode")
+			c, err := b.store.GetCredential(ctx, bad.ID, "access_token")
+			require.ErrorIs(t, err, db.ErrNotFound, "nothing stored for the bad account")
+			require.Equal(t, tt.code, c.LastErrCode)
+			require.NotContains(t, c.LastErrMsg, "secret-"+bad.AppID)
+			for _, g := range good {
+				_, err := b.store.GetCredential(ctx, g.ID, "access_token")
+				require.NoError(t, err, "other accounts are unaffected")
+			}
+
+			// ConfigRetry 4 s with jitter: in 6 more seconds at most two more calls, not a storm.
+			before := b.sim.Stats(bad.AppID).Accounts[bad.AppID].Calls[tt.api]
+			time.Sleep(6 * time.Second)
+			after := b.sim.Stats(bad.AppID).Accounts[bad.AppID].Calls[tt.api]
+			require.LessOrEqual(t, after-before, int64(3), "calls while failing")
+
+			// The merchant fixes the secret in WeChat: the account recovers on its own.
+			require.NoError(t, b.sim.AddAccount(wechatsim.Account{AppID: bad.AppID, Secret: "secret-" + bad.AppID}))
+			waitFor(t, 10*time.Second, "recovery", func() bool {
+				a, err := b.store.GetAccount(ctx, bad.AppID)
+				require.NoError(t, err)
+				return a.Status == "active"
+			})
+			_, err = b.store.GetCredential(ctx, bad.ID, "access_token")
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestQuotaAnswerStopsCallsAndKeepsServingCurrentToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 6*time.Second, 2*time.Second)
+	ctx := context.Background()
+	a := b.addAccounts(t, "wxquota", 1, "classic", nil, nil)[0]
+	b.startWorker(t, b.config("w1"), b.simURL)
+	waitFor(t, 5*time.Second, "first token", func() bool {
+		_, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil
+	})
+	held, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.NoError(t, b.sim.SetFaults(wechatsim.Faults{AppID: a.AppID, QuotaExhausted: true}))
+
+	waitFor(t, 10*time.Second, "the 45009 answer recorded", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.LastErrCode == 45009
+	})
+	calls := b.sim.Stats(a.AppID).Accounts[a.AppID].Calls[wechatsim.APIToken]
+	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.Equal(t, held.Value, c.Value, "the current token stays in service")
+	require.Equal(t, held.Generation, c.Generation)
+	require.True(t, c.RefreshAt.After(time.Now().Add(time.Minute)), "next attempt after the quota day ends, not %s", c.RefreshAt)
+
+	time.Sleep(3 * time.Second)
+	require.Equal(t, calls, b.sim.Stats(a.AppID).Accounts[a.AppID].Calls[wechatsim.APIToken], "no calls after 45009")
+}
+
+func TestQuotaGuardNeverExceedsDailyLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, time.Second)
+	ctx := context.Background()
+	// A test account with a limit of 5 classic calls a day; the 10% reserve keeps none back
+	// at this size (5 - 0), so wxhub may make exactly 5 calls.
+	a := b.addAccounts(t, "wxlimit", 1, "classic", nil, map[string]int{"token": 5})[0]
+	b.startWorker(t, b.config("w1"), b.simURL)
+	waitFor(t, 20*time.Second, "the guard to stop refreshes", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.LastErrCode == 45009
+	})
+	time.Sleep(2 * time.Second)
+	s := b.sim.Stats(a.AppID).Accounts[a.AppID]
+	require.Equal(t, int64(5), s.Calls[wechatsim.APIToken])
+	require.Zero(t, s.Errors[wechatsim.APIToken][45009], "wxhub stopped itself; WeChat never had to refuse")
+	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.Contains(t, c.LastErrMsg, "quota guard")
+}
+
+func TestBusyAndSlowWeChatStillRefreshesBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10*time.Second, 3*time.Second)
+	accounts := b.addAccounts(t, "wxbusy", 50, "classic", []string{"jsapi"}, nil)
+	require.NoError(t, b.sim.SetFaults(wechatsim.Faults{BusyRate: 0.3, Latency: 150 * time.Millisecond}))
+	b.startWorker(t, b.config("w1"), b.simURL)
+	b.startWorker(t, b.config("w2"), b.simURL)
+	ctx := context.Background()
+	for _, a := range accounts {
+		waitFor(t, 10*time.Second, a.AppID+" token", func() bool {
+			_, err := b.store.GetCredential(ctx, a.ID, "access_token")
+			return err == nil
+		})
+	}
+	chk := b.startChecker(t, accounts, time.Second)
+	time.Sleep(25 * time.Second) // two and a half lifetimes
+	chk.requireNoRejections(t)
+	stats := b.sim.Stats("")
+	require.Positive(t, stats.Totals.Errors[wechatsim.APIToken][-1], "busy answers were injected")
+	for _, a := range accounts {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, c.Generation, int64(3), a.AppID)
+		_, err = b.store.GetCredential(ctx, a.ID, "jsapi_ticket")
+		require.NoError(t, err, a.AppID)
+	}
+	requireNoQuotaAnswers(t, stats)
+}
+
+func TestPausedWorkerCannotOverwriteNewerToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 30*time.Second, 6*time.Second)
+	ctx := context.Background()
+	a := b.addAccounts(t, "wxpause", 1, "classic", nil, nil)[0]
+
+	// Worker A's answers from WeChat are held for 4 s, past its 1 s claim lease.
+	g, gateURL := newGate(t, b.sim)
+	g.hold.Store(int64(4 * time.Second))
+	cfgA := b.config("paused")
+	cfgA.Lease, cfgA.CallTimeout, cfgA.Concurrency = time.Second, 10*time.Second, 1
+	workerA := b.startWorker(t, cfgA, gateURL)
+	<-g.arrived // A's call reached WeChat: token T_A issued, answer held
+
+	// Worker B takes over once A's lease expires and stores its own token.
+	b.startWorker(t, b.config("healthy"), b.simURL)
+	waitFor(t, 5*time.Second, "B's token", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.Generation >= 1
+	})
+	g.mu.Lock()
+	var answer struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(g.bodies[0]), &answer))
+	g.mu.Unlock()
+	tokenA := answer.AccessToken
+	require.NotEmpty(t, tokenA)
+
+	// A resumes and tries to write T_A: fenced, it changes nothing.
+	waitFor(t, 10*time.Second, "A to be fenced", func() bool {
+		return workerA.counter(t, "wxhub_worker_refreshes_total", map[string]string{"outcome": "fenced"}) == 1
+	})
+	g.hold.Store(0)
+	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.NotEqual(t, tokenA, c.Value, "the paused worker's token was never stored")
+
+	// A's call came before B's, but a worker that loses the race cannot know that, so it
+	// asks for one more refresh; the stored token then outlives the overlap of every token
+	// issued before it.
+	waitFor(t, 10*time.Second, "the requested refresh", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.Generation == 2
+	})
+	c, err = b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.NotEqual(t, tokenA, c.Value)
+	code, err := b.simc.Use(ctx, c.Value)
+	require.NoError(t, err)
+	require.Zero(t, code)
+}
+
+func TestCrashAfterFetchBeforeCommitLosesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 20*time.Second, 6*time.Second)
+	ctx := context.Background()
+	accounts := b.addAccounts(t, "wxcrash", 1, "classic", nil, nil)
+	a := accounts[0]
+	healthy := b.startWorker(t, b.config("first"), b.simURL)
+	waitFor(t, 5*time.Second, "first token", func() bool {
+		_, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil
+	})
+	healthy.stop()
+	chk := b.startChecker(t, accounts, 200*time.Millisecond)
+
+	// The crashing worker gets its answer from WeChat and then loses its database before it
+	// can commit: its pool is closed under it and its context cancelled.
+	g, gateURL := newGate(t, b.sim)
+	g.hold.Store(int64(time.Second))
+	cfg := b.config("crashing")
+	cfg.Lease = 2 * time.Second
+	pool, err := db.Open(ctx, b.dsn)
+	require.NoError(t, err)
+	crashing := startWorkerOnPool(t, b, cfg, gateURL, pool)
+	// Make the token due now, as the schedule would at 80% of its life.
+	cur, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	_, err = b.store.RequestRefresh(ctx, a.ID, "access_token", cur.Generation)
+	require.NoError(t, err)
+	<-g.arrived // WeChat issued a new token; the old one now dies after the overlap
+	pool.Close()
+	go crashing.stop()
+
+	b.startWorker(t, b.config("survivor"), b.simURL)
+	waitFor(t, 10*time.Second, "the survivor's refresh", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.Generation > cur.Generation
+	})
+	// Past the overlap of the token the crashed worker fetched: the stored token still works.
+	time.Sleep(b.overlap + time.Second)
+	chk.requireNoRejections(t)
+	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	code, err := b.simc.Use(ctx, c.Value)
+	require.NoError(t, err)
+	require.Zero(t, code)
+	require.False(t, strings.Contains(c.LastErrMsg, "secret"))
+}
