@@ -145,7 +145,7 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 		f.AccountStatus, f.Reason = "failing", "stored secret or value does not decrypt with WXHUB_KEYS"
 	case errors.Is(err, errNoAccessToken):
 		outcome = "no_token"
-		f.Code, f.RetryIn = codeNoToken, backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
+		f.Code, f.RetryIn = codeNoToken, w.transientRetry(c)
 	default:
 		kind := wechat.Classify(err)
 		outcome = kind.String()
@@ -156,7 +156,7 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 			f.RetryIn = jitter(w.cfg.ConfigRetry)
 			f.AccountStatus, f.Reason = "failing", err.Error()
 		default:
-			f.RetryIn = backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
+			f.RetryIn = w.transientRetry(c)
 		}
 	}
 	w.metrics.refreshes.WithLabelValues(c.Kind, outcome).Inc()
@@ -165,6 +165,19 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 	if err := w.store.RecordFailure(ctx, c, f); err != nil {
 		w.log.Error("could not record the failure; the claim's lease will expire", "appid", c.AppID, "credential", c.Kind, "err", err)
 	}
+}
+
+// transientRetry is the wait after a transient failure: exponential backoff, but never more
+// than a quarter of the time the stored value has left, so that near its expiry several
+// retries still fit before it dies.
+func (w *Worker) transientRetry(c db.Claim) time.Duration {
+	d := backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
+	if c.ExpiresAt != nil {
+		if left := time.Until(*c.ExpiresAt); left > 0 {
+			d = min(d, max(left/4, 50*time.Millisecond))
+		}
+	}
+	return d
 }
 
 // backoff is exponential with jitter: between half and all of base·2^(attempt-1), capped.
