@@ -8,6 +8,7 @@ type metrics struct {
 	refreshes *prometheus.CounterVec
 	upstream  *prometheus.HistogramVec
 	claims    prometheus.Counter
+	retries   prometheus.Counter
 	overQuota prometheus.Counter
 	due       prometheus.Gauge
 }
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wxhub_worker_claims_total",
 			Help: "Credentials claimed for refresh.",
 		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxhub_worker_write_retries_total",
+			Help: "Retries of storing a fetched value after the database failed to take it.",
+		}),
 		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wxhub_worker_quota_guard_total",
 			Help: "Due credentials parked until the next quota day because wxhub's daily quota guard was reached.",
@@ -36,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Credentials due for refresh and not yet claimed (the backlog).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.overQuota, m.due} {
+	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

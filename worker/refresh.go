@@ -100,6 +100,7 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			return
 		}
 		wait := backoff(100*time.Millisecond, 2*time.Second, attempt)
+		w.metrics.retries.Inc()
 		w.log.Warn("storing the fetched value failed; retrying", "appid", c.AppID, "credential", c.Kind,
 			"attempt", attempt, "retry_in", wait, "err", err)
 		time.Sleep(wait)

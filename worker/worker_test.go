@@ -315,3 +315,47 @@ func TestCrashAfterFetchBeforeCommitLosesNothing(t *testing.T) {
 	require.Zero(t, code)
 	require.False(t, strings.Contains(c.LastErrMsg, "secret"))
 }
+
+func TestWriteIsRetriedWhileTheDatabaseIsAway(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 20*time.Second, 6*time.Second)
+	ctx := context.Background()
+	a := b.addAccounts(t, "wxdbaway", 1, "classic", nil, nil)[0]
+	g, gateURL := newGate(t, b.sim)
+	g.hold.Store(int64(500 * time.Millisecond))
+	w := b.startWorker(t, b.config("w1"), gateURL)
+	<-g.arrived // WeChat issued the token; the worker now holds it while the database goes away
+
+	admin, err := db.Open(ctx, strings.Replace(b.dsn, "/"+dbName(b.dsn)+"?", "/postgres?", 1))
+	require.NoError(t, err)
+	defer admin.Close()
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+dbName(b.dsn)+" ALLOW_CONNECTIONS false")
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbName(b.dsn))
+	require.NoError(t, err)
+	time.Sleep(2 * time.Second)
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+dbName(b.dsn)+" ALLOW_CONNECTIONS true")
+	require.NoError(t, err)
+
+	waitFor(t, 10*time.Second, "the held token to be stored", func() bool {
+		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && c.Generation == 1
+	})
+	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	var answer struct {
+		AccessToken string `json:"access_token"`
+	}
+	g.mu.Lock()
+	require.NoError(t, json.Unmarshal([]byte(g.bodies[0]), &answer))
+	g.mu.Unlock()
+	require.Equal(t, answer.AccessToken, c.Value, "the token fetched before the outage is the one stored")
+	require.Equal(t, int64(1), b.sim.Stats(a.AppID).Accounts[a.AppID].TokensIssued, "no second fetch")
+	require.Positive(t, w.counter(t, "wxhub_worker_write_retries_total", nil), "the write failed at least once")
+}
+
+func dbName(dsn string) string {
+	path := dsn[strings.LastIndex(dsn, "/")+1:]
+	name, _, _ := strings.Cut(path, "?")
+	return name
+}
