@@ -9,9 +9,9 @@ SQLC := go run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
 build:
 	go build -o bin/wxhub ./cmd/wxhub
 
-# Runs the WeChat simulator until `wxhub dev` exists.
+# PostgreSQL, API, worker, simulator and demo accounts in one process.
 run:
-	go run ./cmd/wxhub sim
+	go run ./cmd/wxhub dev
 
 # Every package with the race detector against a throwaway PostgreSQL the tests start
 # themselves. Per-test RUN/PAUSE/CONT lines and passing subtests are left out of the output.
@@ -19,14 +19,17 @@ test:
 	go test -race -count=1 -v ./... 2>&1 | grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]+--- PASS)'
 
 lint: check-generated
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	go vet ./...
 
 generate:
 	$(SQLC) generate
+	go run ./cmd/wxhub openapi > openapi/openapi.yaml
 
 # Fails when the generated queries differ from what sqlc makes of queries/ and migrations/:
 # a hand edit, or SQL changed without `make generate`.
 check-generated:
 	$(SQLC) diff
+	go run ./cmd/wxhub openapi | diff -u openapi/openapi.yaml - || \
+		{ echo "openapi/openapi.yaml differs from what the code produces: run make generate"; exit 1; }

@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -172,6 +173,242 @@ func (s *Store) GetCredential(ctx context.Context, accountID int64, kind string)
 	c.Value, err = s.open(row.ValueKeyID, row.ValueCiphertext, valueAD(accountID, kind))
 	if err != nil {
 		return c, fmt.Errorf("credential %s of account %d: %w", kind, accountID, err)
+	}
+	return c, nil
+}
+
+// ListTenants returns every tenant by name.
+func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
+	rows, err := s.q.TenantList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	out := make([]Tenant, 0, len(rows))
+	for _, t := range rows {
+		out = append(out, Tenant{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt})
+	}
+	return out, nil
+}
+
+// AccountFilter selects accounts to list; zero fields select everything.
+type AccountFilter struct {
+	TenantID *int64
+	Kind     string
+	Status   string
+	AfterID  int64 // the cursor: the last id of the previous page
+	Limit    int
+}
+
+// ListAccounts returns a page of accounts in id order.
+func (s *Store) ListAccounts(ctx context.Context, f AccountFilter) ([]Account, error) {
+	p := dbsqlc.AccountListParams{AfterID: f.AfterID, TenantID: f.TenantID, Max: int32(f.Limit)}
+	if f.Kind != "" {
+		p.Kind = &f.Kind
+	}
+	if f.Status != "" {
+		p.Status = &f.Status
+	}
+	rows, err := s.q.AccountList(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	out := make([]Account, 0, len(rows))
+	for _, r := range rows {
+		a, err := toAccount(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// AccountChange is a partial update of an account; nil fields stay as they are.
+type AccountChange struct {
+	Secret      *string
+	TokenMode   *string
+	DailyLimits map[string]int
+}
+
+// UpdateAccount applies a change. A new secret makes the credentials due at once, so a
+// failing account recovers without waiting for its slow retry.
+func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) (Account, error) {
+	p := dbsqlc.AccountUpdateParams{ID: a.ID, TokenMode: ch.TokenMode}
+	if ch.Secret != nil {
+		keyID, ciphertext, err := s.ring.Seal([]byte(*ch.Secret), secretAD(a.AppID))
+		if err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w", a.AppID, err)
+		}
+		p.SecretCiphertext, p.SecretKeyID = ciphertext, &keyID
+	}
+	if ch.DailyLimits != nil {
+		limits, err := json.Marshal(ch.DailyLimits)
+		if err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w", a.AppID, err)
+		}
+		p.DailyLimits = limits
+	}
+	var row dbsqlc.Account
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		var err error
+		if row, err = q.AccountUpdate(ctx, p); err != nil {
+			return notFound(err, "account "+a.AppID)
+		}
+		if ch.Secret != nil && (row.Status == "active" || row.Status == "failing") {
+			enabled, err := q.AccountSetEnabled(ctx, dbsqlc.AccountSetEnabledParams{ID: a.ID, Enabled: true})
+			if err != nil {
+				return err
+			}
+			row = dbsqlc.Account(enabled)
+		}
+		return q.AccountNotify(ctx, a.ID)
+	})
+	if err != nil {
+		return Account{}, fmt.Errorf("update account %s: %w", a.AppID, err)
+	}
+	return toAccount(row)
+}
+
+// SetAccountEnabled disables an account (its credentials stop being refreshed) or enables it
+// (its credentials are due at once), and tells API nodes.
+func (s *Store) SetAccountEnabled(ctx context.Context, a Account, enabled bool) (Account, error) {
+	var row dbsqlc.Account
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		changed, err := q.AccountSetEnabled(ctx, dbsqlc.AccountSetEnabledParams{ID: a.ID, Enabled: enabled})
+		if err != nil {
+			return notFound(err, "account "+a.AppID)
+		}
+		row = dbsqlc.Account(changed)
+		return q.AccountNotify(ctx, a.ID)
+	})
+	if err != nil {
+		return Account{}, fmt.Errorf("set account %s enabled=%t: %w", a.AppID, enabled, err)
+	}
+	return toAccount(row)
+}
+
+// DeleteAccount removes an account with its credentials and quota ledger.
+func (s *Store) DeleteAccount(ctx context.Context, a Account) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		n, err := q.AccountDelete(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		return q.AccountNotify(ctx, a.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("delete account %s: %w", a.AppID, err)
+	}
+	return nil
+}
+
+// ErrStaleVersion means the settings changed since the caller read them.
+var ErrStaleVersion = errors.New("settings version is not the current one")
+
+// Settings is an account's personalized settings document with its version.
+type Settings struct {
+	Document json.RawMessage
+	Version  int64
+}
+
+// GetSettings returns an account's settings.
+func (s *Store) GetSettings(ctx context.Context, appid string) (Settings, error) {
+	row, err := s.q.AccountGetByAppID(ctx, appid)
+	if err != nil {
+		return Settings{}, notFound(err, "account "+appid)
+	}
+	return Settings{Document: row.Settings, Version: row.SettingsVersion}, nil
+}
+
+// PutSettings replaces an account's settings if expectedVersion is still current.
+func (s *Store) PutSettings(ctx context.Context, a Account, doc json.RawMessage, expectedVersion int64) (Settings, error) {
+	row, err := s.q.AccountSettingsUpdate(ctx, dbsqlc.AccountSettingsUpdateParams{ID: a.ID, Settings: doc, ExpectedVersion: expectedVersion})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Settings{}, fmt.Errorf("settings of %s: %w", a.AppID, ErrStaleVersion)
+	}
+	if err != nil {
+		return Settings{}, fmt.Errorf("settings of %s: %w", a.AppID, err)
+	}
+	return Settings{Document: row.Settings, Version: row.SettingsVersion}, nil
+}
+
+// CredentialState is what an operator sees of one credential: freshness and errors, never
+// the value.
+type CredentialState struct {
+	Kind        string
+	Generation  int64
+	ExpiresAt   *time.Time
+	RefreshAt   *time.Time
+	Refreshed   *time.Time
+	Fingerprint string
+	Attempts    int
+	LastErrCode *int32
+	LastErrMsg  *string
+}
+
+// AccountDetail is an account with the state of its credentials and today's upstream calls.
+type AccountDetail struct {
+	Account
+	Credentials   []CredentialState
+	UpstreamCalls map[string]int // per API, on the current quota day
+}
+
+// GetAccountDetail returns an account with its credentials' state and today's calls.
+func (s *Store) GetAccountDetail(ctx context.Context, a Account) (AccountDetail, error) {
+	d := AccountDetail{Account: a, UpstreamCalls: map[string]int{}}
+	creds, err := s.q.CredentialListByAccount(ctx, a.ID)
+	if err != nil {
+		return d, fmt.Errorf("account %s: %w", a.AppID, err)
+	}
+	for _, c := range creds {
+		st := CredentialState{Kind: c.Kind, Generation: c.Generation, ExpiresAt: c.ExpiresAt, RefreshAt: c.RefreshAt,
+			Refreshed: c.LastRefreshedAt, Attempts: int(c.Attempts), LastErrCode: c.LastErrorCode, LastErrMsg: c.LastErrorMessage}
+		if c.ValueFingerprint != nil {
+			st.Fingerprint = *c.ValueFingerprint
+		}
+		d.Credentials = append(d.Credentials, st)
+	}
+	calls, err := s.q.UpstreamCallsToday(ctx, dbsqlc.UpstreamCallsTodayParams{AccountID: a.ID})
+	if err != nil {
+		return d, fmt.Errorf("account %s: %w", a.AppID, err)
+	}
+	for _, c := range calls {
+		d.UpstreamCalls[c.Api] = int(c.Calls)
+	}
+	return d, nil
+}
+
+// CachedCredential is a credential as API nodes cache it.
+type CachedCredential struct {
+	AccountID     int64
+	TenantID      int64
+	AppID         string
+	Kind          string
+	AccountStatus string
+	Generation    int64
+	Value         string // "" before the first fetch
+	ExpiresAt     time.Time
+}
+
+// LoadCredential reads one credential by appid and kind for an API node's cache.
+func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedCredential, error) {
+	row, err := s.q.CredentialGetByAppID(ctx, dbsqlc.CredentialGetByAppIDParams{Appid: appid, Kind: kind})
+	if err != nil {
+		return CachedCredential{}, notFound(err, kind+" of "+appid)
+	}
+	c := CachedCredential{AccountID: row.AccountID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
+		AccountStatus: row.AccountStatus, Generation: row.Generation}
+	if row.ExpiresAt != nil {
+		c.ExpiresAt = *row.ExpiresAt
+	}
+	if c.Value, err = s.open(row.ValueKeyID, row.ValueCiphertext, valueAD(row.AccountID, row.Kind)); err != nil {
+		return CachedCredential{}, fmt.Errorf("%s of %s: %w", kind, appid, err)
 	}
 	return c, nil
 }

@@ -23,3 +23,64 @@ SET status = @status::text,
 WHERE id = @id
   AND status IN ('active', 'failing')
   AND (status <> @status::text OR status_reason <> @status_reason::text);
+
+-- name: AccountList :many
+-- AccountList pages through accounts in id order, after the cursor, with optional filters.
+SELECT *
+FROM accounts
+WHERE id > @after_id
+  AND (sqlc.narg('tenant_id')::bigint IS NULL OR tenant_id = sqlc.narg('tenant_id'))
+  AND (sqlc.narg('kind')::text IS NULL OR kind = sqlc.narg('kind'))
+  AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status'))
+ORDER BY id
+LIMIT @max;
+
+-- name: AccountUpdate :one
+-- AccountUpdate changes the fields given (NULL keeps the current value).
+UPDATE accounts
+SET secret_ciphertext = coalesce(sqlc.narg('secret_ciphertext'), secret_ciphertext),
+    secret_key_id     = coalesce(sqlc.narg('secret_key_id'), secret_key_id),
+    token_mode        = coalesce(sqlc.narg('token_mode'), token_mode),
+    daily_limits      = coalesce(sqlc.narg('daily_limits'), daily_limits),
+    base_info         = coalesce(sqlc.narg('base_info'), base_info),
+    updated_at        = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: AccountSetEnabled :one
+-- AccountSetEnabled disables an account (its credentials stop being refreshed, the current
+-- values stay readable) or enables it again (its credentials are due at once).
+WITH changed AS (
+    UPDATE accounts
+    SET status = CASE WHEN @enabled::bool THEN 'active' ELSE 'disabled' END,
+        status_reason = CASE WHEN @enabled::bool THEN '' ELSE 'disabled by an operator' END,
+        updated_at = now()
+    WHERE accounts.id = @id
+    RETURNING *
+), scheduled AS (
+    UPDATE credentials c
+    SET refresh_at = CASE WHEN @enabled::bool THEN now() END
+    FROM changed
+    WHERE c.account_id = changed.id
+)
+SELECT * FROM changed;
+
+-- name: AccountDelete :execrows
+DELETE FROM accounts
+WHERE id = @id;
+
+-- name: AccountSettingsUpdate :one
+-- AccountSettingsUpdate replaces the settings document if the version is still the one the
+-- caller read (optimistic concurrency); no row means the version was stale.
+UPDATE accounts
+SET settings = @settings,
+    settings_version = settings_version + 1,
+    updated_at = now()
+WHERE id = @id
+  AND settings_version = @expected_version
+RETURNING settings, settings_version;
+
+-- name: AccountNotify :exec
+-- AccountNotify tells API nodes an account changed (status, deletion), inside the changing
+-- transaction.
+SELECT pg_notify('wxhub_changes', json_build_object('account_id', @account_id::bigint, 'kind', 'account')::text);

@@ -165,15 +165,23 @@ FROM written;
 
 -- name: CredentialReschedule :execrows
 -- CredentialReschedule ends a claim without a new value (WeChat returned the value already
--- stored) and sets the next attempt. It is fenced on the claim, like every claim outcome.
-UPDATE credentials
-SET refresh_at    = now() + make_interval(secs => @refresh_in_seconds::float8),
-    claimed_by    = NULL,
-    claimed_until = NULL,
-    attempts      = 0
-WHERE account_id = @account_id
-  AND kind = @kind
-  AND claim_seq = @claim_seq;
+-- stored) and sets the next attempt. It is fenced on the claim, like every claim outcome,
+-- and it notifies, so a caller waiting on a requested refresh learns the value stands.
+WITH rescheduled AS (
+    UPDATE credentials
+    SET refresh_at           = now() + make_interval(secs => @refresh_in_seconds::float8),
+        claimed_by           = NULL,
+        claimed_until        = NULL,
+        refresh_requested_at = NULL,
+        attempts             = 0
+    WHERE credentials.account_id = @account_id
+      AND credentials.kind = @kind
+      AND credentials.claim_seq = @claim_seq
+    RETURNING credentials.account_id, credentials.kind, credentials.generation
+)
+SELECT pg_notify('wxhub_changes', json_build_object(
+    'account_id', account_id, 'kind', kind, 'generation', generation)::text)
+FROM rescheduled;
 
 -- name: CredentialRecordFailure :execrows
 -- CredentialRecordFailure ends a failed claim: it stores WeChat's code and message (never a
@@ -216,3 +224,19 @@ SET refresh_at = now() + make_interval(secs => @postpone_seconds::float8),
 WHERE account_id = ANY(@account_ids::bigint[])
   AND kind = ANY(@kinds::text[])
   AND refresh_at <= now();
+
+-- name: CredentialGetByAppID :one
+-- CredentialGetByAppID is what API nodes load into their cache: the credential with its
+-- account's identity and status.
+SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
+       a.appid, a.status AS account_status
+FROM accounts a
+JOIN credentials c ON c.account_id = a.id
+WHERE a.appid = @appid
+  AND c.kind = @kind;
+
+-- name: CredentialListByAccount :many
+SELECT *
+FROM credentials
+WHERE account_id = @account_id
+ORDER BY kind;

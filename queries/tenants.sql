@@ -7,3 +7,13 @@ RETURNING *;
 SELECT *
 FROM tenants
 WHERE name = @name;
+
+-- name: TenantList :many
+SELECT *
+FROM tenants
+ORDER BY name;
+
+-- name: TenantGetByID :one
+SELECT *
+FROM tenants
+WHERE id = @id;

@@ -170,15 +170,17 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 
 // transientRetry is the wait after a transient failure: exponential backoff, but never more
 // than a quarter of the time the stored value has left, so that near its expiry several
-// retries still fit before it dies.
+// retries still fit before it dies, and short once it has died.
 func (w *Worker) transientRetry(c db.Claim) time.Duration {
 	d := backoff(w.cfg.RetryBase, w.cfg.RetryMax, c.Attempts+1)
-	if c.ExpiresAt != nil {
-		if left := time.Until(*c.ExpiresAt); left > 0 {
-			d = min(d, max(left/4, 50*time.Millisecond))
-		}
+	if c.ExpiresAt == nil {
+		return d
 	}
-	return d
+	if left := time.Until(*c.ExpiresAt); left > 0 {
+		return min(d, max(left/4, 50*time.Millisecond))
+	}
+	// The value has expired and app servers are waiting for one: keep the retries frequent.
+	return min(d, jitter(4*w.cfg.RetryBase))
 }
 
 // backoff is exponential with jitter: between half and all of base·2^(attempt-1), capped.

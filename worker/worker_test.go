@@ -188,7 +188,9 @@ func TestQuotaGuardNeverExceedsDailyLimit(t *testing.T) {
 
 func TestBusyAndSlowWeChatStillRefreshesBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 10*time.Second, 3*time.Second)
+	// A 20 s token refreshed at about 80% leaves 4 s for retries: the same proportions as
+	// WeChat's 7200 s token, where 30% busy answers never outlast the margin.
+	b := setup(t, 20*time.Second, 5*time.Second)
 	accounts := b.addAccounts(t, "wxbusy", 50, "classic", []string{"jsapi"}, nil)
 	require.NoError(t, b.sim.SetFaults(wechatsim.Faults{BusyRate: 0.3, Latency: 150 * time.Millisecond}))
 	b.startWorker(t, b.config("w1"), b.simURL)
@@ -201,7 +203,7 @@ func TestBusyAndSlowWeChatStillRefreshesBeforeExpiry(t *testing.T) {
 		})
 	}
 	chk := b.startChecker(t, accounts, time.Second)
-	time.Sleep(25 * time.Second) // two and a half lifetimes
+	time.Sleep(45 * time.Second) // more than two lifetimes
 	chk.requireNoRejections(t)
 	stats := b.sim.Stats("")
 	require.Positive(t, stats.Totals.Errors[wechatsim.APIToken][-1], "busy answers were injected")

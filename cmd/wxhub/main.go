@@ -21,9 +21,12 @@ type command struct {
 }
 
 var commands = []command{
+	{"dev", "run everything in one process for development: PostgreSQL, API, worker, simulator, demo data", runDev},
+	{"serve", "run an API node (run any number against one database)", runServe},
 	{"migrate", "apply database migrations: migrate up|down|status", runMigrate},
 	{"worker", "refresh due credentials (run any number against one database)", runWorker},
 	{"sim", "run the WeChat simulator (the test oracle) alone", runSim},
+	{"openapi", "print the OpenAPI document of the REST API", runOpenAPI},
 }
 
 // errUsage marks errors that are the caller's wording, not a failure of wxhub.

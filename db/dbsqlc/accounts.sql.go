@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const accountCreate = `-- name: AccountCreate :one
@@ -74,6 +75,19 @@ func (q *Queries) AccountCreate(ctx context.Context, arg AccountCreateParams) (A
 	return i, err
 }
 
+const accountDelete = `-- name: AccountDelete :execrows
+DELETE FROM accounts
+WHERE id = $1
+`
+
+func (q *Queries) AccountDelete(ctx context.Context, id int64) (int64, error) {
+	result, err := q.db.Exec(ctx, accountDelete, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const accountGetByAppID = `-- name: AccountGetByAppID :one
 SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
 FROM accounts
@@ -83,6 +97,159 @@ WHERE appid = $1
 func (q *Queries) AccountGetByAppID(ctx context.Context, appid string) (Account, error) {
 	row := q.db.QueryRow(ctx, accountGetByAppID, appid)
 	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Appid,
+		&i.Kind,
+		&i.Status,
+		&i.CorpID,
+		&i.AgentID,
+		&i.ComponentAccountID,
+		&i.SecretCiphertext,
+		&i.SecretKeyID,
+		&i.TokenMode,
+		&i.Tickets,
+		&i.DailyLimits,
+		&i.BaseInfo,
+		&i.AuthorizationInfo,
+		&i.Settings,
+		&i.SettingsVersion,
+		&i.StatusReason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const accountList = `-- name: AccountList :many
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+FROM accounts
+WHERE id > $1
+  AND ($2::bigint IS NULL OR tenant_id = $2)
+  AND ($3::text IS NULL OR kind = $3)
+  AND ($4::text IS NULL OR status = $4)
+ORDER BY id
+LIMIT $5
+`
+
+type AccountListParams struct {
+	AfterID  int64
+	TenantID *int64
+	Kind     *string
+	Status   *string
+	Max      int32
+}
+
+// AccountList pages through accounts in id order, after the cursor, with optional filters.
+func (q *Queries) AccountList(ctx context.Context, arg AccountListParams) ([]Account, error) {
+	rows, err := q.db.Query(ctx, accountList,
+		arg.AfterID,
+		arg.TenantID,
+		arg.Kind,
+		arg.Status,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Account{}
+	for rows.Next() {
+		var i Account
+		if err := rows.Scan(
+			&i.ID,
+			&i.TenantID,
+			&i.Appid,
+			&i.Kind,
+			&i.Status,
+			&i.CorpID,
+			&i.AgentID,
+			&i.ComponentAccountID,
+			&i.SecretCiphertext,
+			&i.SecretKeyID,
+			&i.TokenMode,
+			&i.Tickets,
+			&i.DailyLimits,
+			&i.BaseInfo,
+			&i.AuthorizationInfo,
+			&i.Settings,
+			&i.SettingsVersion,
+			&i.StatusReason,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const accountNotify = `-- name: AccountNotify :exec
+SELECT pg_notify('wxhub_changes', json_build_object('account_id', $1::bigint, 'kind', 'account')::text)
+`
+
+// AccountNotify tells API nodes an account changed (status, deletion), inside the changing
+// transaction.
+func (q *Queries) AccountNotify(ctx context.Context, accountID int64) error {
+	_, err := q.db.Exec(ctx, accountNotify, accountID)
+	return err
+}
+
+const accountSetEnabled = `-- name: AccountSetEnabled :one
+WITH changed AS (
+    UPDATE accounts
+    SET status = CASE WHEN $1::bool THEN 'active' ELSE 'disabled' END,
+        status_reason = CASE WHEN $1::bool THEN '' ELSE 'disabled by an operator' END,
+        updated_at = now()
+    WHERE accounts.id = $2
+    RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+), scheduled AS (
+    UPDATE credentials c
+    SET refresh_at = CASE WHEN $1::bool THEN now() END
+    FROM changed
+    WHERE c.account_id = changed.id
+)
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at FROM changed
+`
+
+type AccountSetEnabledParams struct {
+	Enabled bool
+	ID      int64
+}
+
+type AccountSetEnabledRow struct {
+	ID                 int64
+	TenantID           int64
+	Appid              string
+	Kind               string
+	Status             string
+	CorpID             *string
+	AgentID            *int64
+	ComponentAccountID *int64
+	SecretCiphertext   []byte
+	SecretKeyID        *string
+	TokenMode          string
+	Tickets            []string
+	DailyLimits        []byte
+	BaseInfo           []byte
+	AuthorizationInfo  []byte
+	Settings           []byte
+	SettingsVersion    int64
+	StatusReason       string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// AccountSetEnabled disables an account (its credentials stop being refreshed, the current
+// values stay readable) or enables it again (its credentials are due at once).
+func (q *Queries) AccountSetEnabled(ctx context.Context, arg AccountSetEnabledParams) (AccountSetEnabledRow, error) {
+	row := q.db.QueryRow(ctx, accountSetEnabled, arg.Enabled, arg.ID)
+	var i AccountSetEnabledRow
 	err := row.Scan(
 		&i.ID,
 		&i.TenantID,
@@ -129,4 +296,91 @@ type AccountSetStatusParams struct {
 func (q *Queries) AccountSetStatus(ctx context.Context, arg AccountSetStatusParams) error {
 	_, err := q.db.Exec(ctx, accountSetStatus, arg.Status, arg.StatusReason, arg.ID)
 	return err
+}
+
+const accountSettingsUpdate = `-- name: AccountSettingsUpdate :one
+UPDATE accounts
+SET settings = $1,
+    settings_version = settings_version + 1,
+    updated_at = now()
+WHERE id = $2
+  AND settings_version = $3
+RETURNING settings, settings_version
+`
+
+type AccountSettingsUpdateParams struct {
+	Settings        []byte
+	ID              int64
+	ExpectedVersion int64
+}
+
+type AccountSettingsUpdateRow struct {
+	Settings        []byte
+	SettingsVersion int64
+}
+
+// AccountSettingsUpdate replaces the settings document if the version is still the one the
+// caller read (optimistic concurrency); no row means the version was stale.
+func (q *Queries) AccountSettingsUpdate(ctx context.Context, arg AccountSettingsUpdateParams) (AccountSettingsUpdateRow, error) {
+	row := q.db.QueryRow(ctx, accountSettingsUpdate, arg.Settings, arg.ID, arg.ExpectedVersion)
+	var i AccountSettingsUpdateRow
+	err := row.Scan(&i.Settings, &i.SettingsVersion)
+	return i, err
+}
+
+const accountUpdate = `-- name: AccountUpdate :one
+UPDATE accounts
+SET secret_ciphertext = coalesce($1, secret_ciphertext),
+    secret_key_id     = coalesce($2, secret_key_id),
+    token_mode        = coalesce($3, token_mode),
+    daily_limits      = coalesce($4, daily_limits),
+    base_info         = coalesce($5, base_info),
+    updated_at        = now()
+WHERE id = $6
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+`
+
+type AccountUpdateParams struct {
+	SecretCiphertext []byte
+	SecretKeyID      *string
+	TokenMode        *string
+	DailyLimits      []byte
+	BaseInfo         []byte
+	ID               int64
+}
+
+// AccountUpdate changes the fields given (NULL keeps the current value).
+func (q *Queries) AccountUpdate(ctx context.Context, arg AccountUpdateParams) (Account, error) {
+	row := q.db.QueryRow(ctx, accountUpdate,
+		arg.SecretCiphertext,
+		arg.SecretKeyID,
+		arg.TokenMode,
+		arg.DailyLimits,
+		arg.BaseInfo,
+		arg.ID,
+	)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Appid,
+		&i.Kind,
+		&i.Status,
+		&i.CorpID,
+		&i.AgentID,
+		&i.ComponentAccountID,
+		&i.SecretCiphertext,
+		&i.SecretKeyID,
+		&i.TokenMode,
+		&i.Tickets,
+		&i.DailyLimits,
+		&i.BaseInfo,
+		&i.AuthorizationInfo,
+		&i.Settings,
+		&i.SettingsVersion,
+		&i.StatusReason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }

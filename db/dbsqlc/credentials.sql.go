@@ -228,6 +228,51 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 	return i, err
 }
 
+const credentialGetByAppID = `-- name: CredentialGetByAppID :one
+SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
+       a.appid, a.status AS account_status
+FROM accounts a
+JOIN credentials c ON c.account_id = a.id
+WHERE a.appid = $1
+  AND c.kind = $2
+`
+
+type CredentialGetByAppIDParams struct {
+	Appid string
+	Kind  string
+}
+
+type CredentialGetByAppIDRow struct {
+	AccountID       int64
+	TenantID        int64
+	Kind            string
+	Generation      int64
+	ValueCiphertext []byte
+	ValueKeyID      *string
+	ExpiresAt       *time.Time
+	Appid           string
+	AccountStatus   string
+}
+
+// CredentialGetByAppID is what API nodes load into their cache: the credential with its
+// account's identity and status.
+func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByAppIDParams) (CredentialGetByAppIDRow, error) {
+	row := q.db.QueryRow(ctx, credentialGetByAppID, arg.Appid, arg.Kind)
+	var i CredentialGetByAppIDRow
+	err := row.Scan(
+		&i.AccountID,
+		&i.TenantID,
+		&i.Kind,
+		&i.Generation,
+		&i.ValueCiphertext,
+		&i.ValueKeyID,
+		&i.ExpiresAt,
+		&i.Appid,
+		&i.AccountStatus,
+	)
+	return i, err
+}
+
 const credentialInsert = `-- name: CredentialInsert :one
 INSERT INTO credentials (tenant_id, account_id, kind, refresh_at)
 VALUES ($1, $2, $3, CASE WHEN $3::text = 'access_token'
@@ -276,6 +321,54 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 		&i.LastRefreshedAt,
 	)
 	return i, err
+}
+
+const credentialListByAccount = `-- name: CredentialListByAccount :many
+SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, attempts, last_error_code, last_error_message, last_refreshed_at
+FROM credentials
+WHERE account_id = $1
+ORDER BY kind
+`
+
+func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) ([]Credential, error) {
+	rows, err := q.db.Query(ctx, credentialListByAccount, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Credential{}
+	for rows.Next() {
+		var i Credential
+		if err := rows.Scan(
+			&i.TenantID,
+			&i.AccountID,
+			&i.Kind,
+			&i.ValueCiphertext,
+			&i.ValueKeyID,
+			&i.ValueFingerprint,
+			&i.ExpiresAt,
+			&i.Generation,
+			&i.PreviousCiphertext,
+			&i.PreviousKeyID,
+			&i.PreviousExpiresAt,
+			&i.RefreshAt,
+			&i.ClaimedBy,
+			&i.ClaimedUntil,
+			&i.ClaimSeq,
+			&i.RefreshRequestedAt,
+			&i.Attempts,
+			&i.LastErrorCode,
+			&i.LastErrorMessage,
+			&i.LastRefreshedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const credentialLockDue = `-- name: CredentialLockDue :many
@@ -464,14 +557,21 @@ func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRe
 }
 
 const credentialReschedule = `-- name: CredentialReschedule :execrows
-UPDATE credentials
-SET refresh_at    = now() + make_interval(secs => $1::float8),
-    claimed_by    = NULL,
-    claimed_until = NULL,
-    attempts      = 0
-WHERE account_id = $2
-  AND kind = $3
-  AND claim_seq = $4
+WITH rescheduled AS (
+    UPDATE credentials
+    SET refresh_at           = now() + make_interval(secs => $1::float8),
+        claimed_by           = NULL,
+        claimed_until        = NULL,
+        refresh_requested_at = NULL,
+        attempts             = 0
+    WHERE credentials.account_id = $2
+      AND credentials.kind = $3
+      AND credentials.claim_seq = $4
+    RETURNING credentials.account_id, credentials.kind, credentials.generation
+)
+SELECT pg_notify('wxhub_changes', json_build_object(
+    'account_id', account_id, 'kind', kind, 'generation', generation)::text)
+FROM rescheduled
 `
 
 type CredentialRescheduleParams struct {
@@ -482,7 +582,8 @@ type CredentialRescheduleParams struct {
 }
 
 // CredentialReschedule ends a claim without a new value (WeChat returned the value already
-// stored) and sets the next attempt. It is fenced on the claim, like every claim outcome.
+// stored) and sets the next attempt. It is fenced on the claim, like every claim outcome,
+// and it notifies, so a caller waiting on a requested refresh learns the value stands.
 func (q *Queries) CredentialReschedule(ctx context.Context, arg CredentialRescheduleParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialReschedule,
 		arg.RefreshInSeconds,

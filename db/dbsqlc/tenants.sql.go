@@ -22,6 +22,19 @@ func (q *Queries) TenantCreate(ctx context.Context, name string) (Tenant, error)
 	return i, err
 }
 
+const tenantGetByID = `-- name: TenantGetByID :one
+SELECT id, name, created_at
+FROM tenants
+WHERE id = $1
+`
+
+func (q *Queries) TenantGetByID(ctx context.Context, id int64) (Tenant, error) {
+	row := q.db.QueryRow(ctx, tenantGetByID, id)
+	var i Tenant
+	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
+	return i, err
+}
+
 const tenantGetByName = `-- name: TenantGetByName :one
 SELECT id, name, created_at
 FROM tenants
@@ -33,4 +46,30 @@ func (q *Queries) TenantGetByName(ctx context.Context, name string) (Tenant, err
 	var i Tenant
 	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
 	return i, err
+}
+
+const tenantList = `-- name: TenantList :many
+SELECT id, name, created_at
+FROM tenants
+ORDER BY name
+`
+
+func (q *Queries) TenantList(ctx context.Context) ([]Tenant, error) {
+	rows, err := q.db.Query(ctx, tenantList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Tenant{}
+	for rows.Next() {
+		var i Tenant
+		if err := rows.Scan(&i.ID, &i.Name, &i.CreatedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"wxhub/db"
+	"wxhub/db/localpg"
 	"wxhub/migrations"
 )
 
@@ -42,7 +43,7 @@ var (
 		baseURL  *url.URL // URL of the maintenance database; per-test URLs swap the path
 		admin    *pgxpool.Pool
 		template string
-		own      *cluster // nil when WXHUB_TEST_DATABASE_URL is used
+		own      *localpg.Server // nil when WXHUB_TEST_DATABASE_URL is used
 	}
 	databaseSeq atomic.Int64
 )
@@ -99,24 +100,25 @@ func databaseURL(name string) string {
 }
 
 func setup() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	raw := os.Getenv(EnvURL)
 	if raw == "" {
-		c, err := startCluster()
+		// Durability is off because the data is thrown away.
+		s, err := localpg.Start(ctx, localpg.Options{})
 		if err != nil {
 			return err
 		}
-		server.own = c
-		raw = c.url("postgres")
+		server.own = s
+		raw = s.URL("postgres")
 		// The line shows in test output that the harness, not a running server, was used.
-		fmt.Fprintf(os.Stderr, "dbtest: started a throwaway PostgreSQL cluster on 127.0.0.1:%d (data in %s)\n", c.port, c.dir)
+		fmt.Fprintf(os.Stderr, "dbtest: started a throwaway PostgreSQL cluster on 127.0.0.1:%d (data in %s)\n", s.Port(), s.Dir())
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return fmt.Errorf("dbtest: %s must be a postgres:// URL", EnvURL)
 	}
 	server.baseURL = u
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	admin, err := db.Open(ctx, raw)
 	if err != nil {
 		return fmt.Errorf("dbtest: %w", err)
@@ -204,6 +206,8 @@ func teardown() {
 		server.admin.Close()
 	}
 	if server.own != nil {
-		server.own.stop()
+		if err := server.own.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "dbtest: stop the throwaway cluster:", err)
+		}
 	}
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"wxhub/db"
+	"wxhub/server"
+)
+
+func runServe(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("serve", stdout)
+	databaseURL := fs.String("database-url", envOr("DATABASE_URL", ""), "PostgreSQL URL (env DATABASE_URL)")
+	listenerURL := fs.String("listener-database-url", envOr("WXHUB_LISTENER_DATABASE_URL", ""),
+		"PostgreSQL URL for the LISTEN connection, direct (not through a transaction pooler); default --database-url (env WXHUB_LISTENER_DATABASE_URL)")
+	listen := fs.String("listen", envOr("WXHUB_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env WXHUB_LISTEN)")
+	bound := fs.Duration("staleness-bound", 30*time.Second, "longest a cached credential is served without a live listener or a fresh read")
+	wait := fs.Duration("refresh-wait", 10*time.Second, "how long a request waits for a missing or expired credential before 503")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: wxhub serve [flags]\n\nNeeds WXHUB_KEYS; WXHUB_BOOTSTRAP_ADMIN_KEY, if set, makes sure an admin key with that value exists.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %s", errUsage, strings.Join(fs.Args(), " "))
+	}
+	if *bound < 3*time.Second || *wait <= 0 {
+		return fmt.Errorf("%w: need --staleness-bound >= 3s and --refresh-wait > 0", errUsage)
+	}
+	logger, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	ring, err := loadKeyRing()
+	if err != nil {
+		return err
+	}
+	pool, err := db.Open(ctx, *databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := db.NewStore(pool, ring)
+	if key := os.Getenv("WXHUB_BOOTSTRAP_ADMIN_KEY"); key != "" {
+		if err := server.EnsureBootstrapKey(ctx, store, key); err != nil {
+			return err
+		}
+	}
+	if *listenerURL == "" {
+		*listenerURL = *databaseURL
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Logger: logger})
+	logger.Info("API listening", "addr", ln.Addr().String())
+	return runAPI(ctx, srv, ln)
+}
+
+// newAPIServer builds an API node whose /metrics also carries the process's Go metrics.
+func newAPIServer(store *db.Store, cfg server.Config) *server.Server {
+	cfg.Registry = prometheus.NewRegistry()
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return server.New(store, cfg)
+}
+
+// runAPI runs the node's listener and serves its API on ln until ctx ends.
+func runAPI(ctx context.Context, srv *server.Server, ln net.Listener) error {
+	listenerDone := make(chan struct{})
+	go func() {
+		srv.Run(ctx)
+		close(listenerDone)
+	}()
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		err = httpSrv.Shutdown(shutdownCtx)
+	}
+	<-listenerDone
+	return err
+}

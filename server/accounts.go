@@ -1,0 +1,389 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"wxhub/db"
+)
+
+// AccountBody is an account as the API shows it: never the secret.
+type AccountBody struct {
+	AppID        string         `json:"appid" doc:"The account's appid, its key in the API."`
+	Kind         string         `json:"kind" doc:"official_account, mini_program, wecom_app, component or authorizer."`
+	Tenant       string         `json:"tenant" doc:"The tenant that owns the account."`
+	Status       string         `json:"status" doc:"active, disabled, failing (WeChat rejects its configuration; see status_reason) or unauthorized."`
+	StatusReason string         `json:"status_reason,omitempty" doc:"Why the account is not active."`
+	TokenMode    string         `json:"token_mode" doc:"stable (stable_token, preferred) or classic (cgi-bin/token)."`
+	Tickets      []string       `json:"tickets" doc:"Tickets kept fresh: jsapi, wx_card, agent_config."`
+	DailyLimits  map[string]int `json:"daily_limits" doc:"Per-API daily call limits overriding WeChat's defaults."`
+	CreatedAt    time.Time      `json:"created_at"`
+}
+
+// CredentialStateBody is the freshness of one credential: never its value.
+type CredentialStateBody struct {
+	Kind            string     `json:"kind" doc:"access_token, jsapi_ticket, wx_card_ticket, agent_config_ticket."`
+	Generation      int64      `json:"generation" doc:"0 until the first fetch."`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	RefreshAt       *time.Time `json:"refresh_at,omitempty" doc:"When the next refresh is due; absent when none is scheduled."`
+	LastRefreshedAt *time.Time `json:"last_refreshed_at,omitempty"`
+	Fingerprint     string     `json:"fingerprint,omitempty" doc:"Short hash prefix of the value, to match a token seen elsewhere."`
+	Attempts        int        `json:"attempts" doc:"Consecutive failed refresh attempts."`
+	LastErrorCode   *int32     `json:"last_error_code,omitempty" doc:"WeChat's errcode of the last failure (negative: network or wxhub)."`
+	LastError       *string    `json:"last_error,omitempty" doc:"WeChat's errmsg of the last failure."`
+}
+
+// AccountDetailBody is an account with its credentials' state and today's upstream calls.
+type AccountDetailBody struct {
+	AccountBody
+	Credentials        []CredentialStateBody `json:"credentials"`
+	UpstreamCallsToday map[string]int        `json:"upstream_calls_today" doc:"Calls wxhub made to each WeChat API on the current quota day (China time)."`
+}
+
+type appidPath struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
+}
+
+// CreateAccountInput creates an account.
+type CreateAccountInput struct {
+	Body struct {
+		AppID       string         `json:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The WeChat appid." example:"wx0000000000000001"`
+		Kind        string         `json:"kind" enum:"official_account,mini_program" doc:"The kinds wxhub refreshes today."`
+		Secret      string         `json:"secret" minLength:"1" maxLength:"256" doc:"The AppSecret; stored encrypted, never returned."`
+		Tenant      string         `json:"tenant" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"The owning tenant's name." example:"demo"`
+		TokenMode   string         `json:"token_mode,omitempty" enum:"stable,classic" default:"stable" doc:"stable_token (idempotent, preferred) or the classic cgi-bin/token."`
+		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card" doc:"Tickets to keep fresh."`
+		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account."`
+	}
+}
+
+// AccountOutput returns one account.
+type AccountOutput struct{ Body AccountBody }
+
+// ListAccountsInput filters and pages the account list.
+type ListAccountsInput struct {
+	Tenant string `query:"tenant" doc:"Only this tenant's accounts (admin keys; tenant keys always see their own)."`
+	Kind   string `query:"kind" enum:"official_account,mini_program,wecom_app,component,authorizer," doc:"Only accounts of this kind."`
+	Status string `query:"status" enum:"active,disabled,failing,unauthorized," doc:"Only accounts in this status."`
+	Cursor string `query:"cursor" doc:"next_cursor of the previous page."`
+	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50" doc:"Page size."`
+}
+
+// ListAccountsOutput is one page of accounts.
+type ListAccountsOutput struct {
+	Body struct {
+		Items      []AccountBody `json:"items"`
+		NextCursor string        `json:"next_cursor,omitempty" doc:"Pass as cursor for the next page; absent on the last page."`
+	}
+}
+
+// UpdateAccountInput changes an account's configuration.
+type UpdateAccountInput struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
+	Body  struct {
+		Secret      *string        `json:"secret,omitempty" minLength:"1" maxLength:"256" doc:"A new AppSecret; the account is refreshed at once."`
+		TokenMode   *string        `json:"token_mode,omitempty" enum:"stable,classic"`
+		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Replaces the per-API limits."`
+	}
+}
+
+// SettingsInput addresses an account's settings.
+type SettingsInput struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
+}
+
+// SettingsOutput returns settings with their version as the ETag.
+type SettingsOutput struct {
+	ETag string `header:"ETag" doc:"The settings version; send it back in If-Match to change them."`
+	Body struct {
+		Settings map[string]any `json:"settings" doc:"The account's personalized settings document."`
+		Version  int64          `json:"version"`
+	}
+}
+
+// PutSettingsInput replaces the settings if If-Match names the current version.
+type PutSettingsInput struct {
+	AppID   string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
+	IfMatch string `header:"If-Match" required:"true" doc:"The ETag of the settings this change is based on."`
+	Body    struct {
+		Settings map[string]any `json:"settings" doc:"The new settings document (replaces the old one)."`
+	}
+}
+
+func (s *Server) registerAccounts() {
+	admin := map[string]any{rolesKey: []string{RoleAdmin}}
+	both := map[string]any{rolesKey: []string{RoleAdmin, RoleTenant}}
+	tags := []string{"Accounts"}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "create-account", Method: http.MethodPost, Path: "/v1/accounts", DefaultStatus: http.StatusCreated,
+		Summary: "Create an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 409, 422},
+		Description: "Adds a WeChat account; its access token (and tickets) are fetched within seconds by a worker.",
+	}, func(ctx context.Context, in *CreateAccountInput) (*AccountOutput, error) {
+		a, err := s.store.CreateAccount(ctx, db.NewAccount{
+			Tenant: in.Body.Tenant, AppID: in.Body.AppID, Kind: in.Body.Kind, Secret: in.Body.Secret,
+			TokenMode: in.Body.TokenMode, Tickets: in.Body.Tickets, DailyLimits: in.Body.DailyLimits,
+		})
+		switch {
+		case errors.Is(err, db.ErrConflict):
+			return nil, huma.Error409Conflict("an account with this appid exists")
+		case errors.Is(err, db.ErrNotFound):
+			return nil, huma.Error404NotFound("no such tenant")
+		case err != nil:
+			return nil, s.internal(err)
+		}
+		return &AccountOutput{Body: accountBody(a, in.Body.Tenant)}, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "list-accounts", Method: http.MethodGet, Path: "/v1/accounts",
+		Summary: "List accounts", Tags: tags, Metadata: both, Errors: []int{401, 403, 422},
+		Description: "Pages through accounts in creation order. Tenant keys see only their tenant's accounts.",
+	}, func(ctx context.Context, in *ListAccountsInput) (*ListAccountsOutput, error) {
+		p, err := principal(ctx)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		f := db.AccountFilter{Kind: in.Kind, Status: in.Status, Limit: in.Limit + 1}
+		if in.Cursor != "" {
+			if f.AfterID, err = strconv.ParseInt(in.Cursor, 10, 64); err != nil || f.AfterID < 0 {
+				return nil, huma.Error422UnprocessableEntity("cursor is not one this API returned")
+			}
+		}
+		names, err := s.tenantNames(ctx)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		switch {
+		case p.Role == RoleTenant:
+			f.TenantID = &p.TenantID
+		case in.Tenant != "":
+			id, ok := tenantID(names, in.Tenant)
+			if !ok {
+				return nil, huma.Error404NotFound("no such tenant")
+			}
+			f.TenantID = &id
+		}
+		accounts, err := s.store.ListAccounts(ctx, f)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		out := &ListAccountsOutput{}
+		out.Body.Items = []AccountBody{}
+		for i, a := range accounts {
+			if i == in.Limit {
+				out.Body.NextCursor = strconv.FormatInt(accounts[i-1].ID, 10)
+				break
+			}
+			out.Body.Items = append(out.Body.Items, accountBody(a, names[a.TenantID]))
+		}
+		return out, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-account", Method: http.MethodGet, Path: "/v1/accounts/{appid}",
+		Summary: "Get an account", Tags: tags, Metadata: both, Errors: []int{401, 403, 404},
+		Description: "The account with the freshness and last error of each credential and today's upstream calls. Never the secret or a credential value.",
+	}, func(ctx context.Context, in *appidPath) (*struct{ Body AccountDetailBody }, error) {
+		a, err := s.account(ctx, in.AppID)
+		if err != nil {
+			return nil, err
+		}
+		d, err := s.store.GetAccountDetail(ctx, a)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		names, err := s.tenantNames(ctx)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		body := AccountDetailBody{AccountBody: accountBody(a, names[a.TenantID]), UpstreamCallsToday: d.UpstreamCalls,
+			Credentials: []CredentialStateBody{}}
+		for _, c := range d.Credentials {
+			body.Credentials = append(body.Credentials, CredentialStateBody{Kind: c.Kind, Generation: c.Generation,
+				ExpiresAt: c.ExpiresAt, RefreshAt: c.RefreshAt, LastRefreshedAt: c.Refreshed, Fingerprint: c.Fingerprint,
+				Attempts: c.Attempts, LastErrorCode: c.LastErrCode, LastError: c.LastErrMsg})
+		}
+		return &struct{ Body AccountDetailBody }{Body: body}, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "update-account", Method: http.MethodPatch, Path: "/v1/accounts/{appid}",
+		Summary: "Change an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 422},
+		Description: "Changes the secret, token mode or daily limits; fields left out stay as they are.",
+	}, func(ctx context.Context, in *UpdateAccountInput) (*AccountOutput, error) {
+		a, err := s.account(ctx, in.AppID)
+		if err != nil {
+			return nil, err
+		}
+		a, err = s.store.UpdateAccount(ctx, a, db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits})
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return s.accountOutput(ctx, a)
+	})
+	for _, enable := range []bool{false, true} {
+		verb, summary := "disable", "Disable an account"
+		if enable {
+			verb, summary = "enable", "Enable an account"
+		}
+		huma.Register(s.api, huma.Operation{
+			OperationID: verb + "-account", Method: http.MethodPost, Path: "/v1/accounts/{appid}/" + verb,
+			Summary: summary, Tags: tags, Metadata: admin, Errors: []int{401, 403, 404},
+			Description: "A disabled account is not refreshed; its current values stay readable until they expire. Enabling makes its credentials due at once.",
+		}, func(ctx context.Context, in *appidPath) (*AccountOutput, error) {
+			a, err := s.account(ctx, in.AppID)
+			if err != nil {
+				return nil, err
+			}
+			if a, err = s.store.SetAccountEnabled(ctx, a, enable); err != nil {
+				return nil, s.internal(err)
+			}
+			return s.accountOutput(ctx, a)
+		})
+	}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "delete-account", Method: http.MethodDelete, Path: "/v1/accounts/{appid}", DefaultStatus: http.StatusNoContent,
+		Summary: "Delete an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404},
+		Description: "Removes the account, its secret and credentials.",
+	}, func(ctx context.Context, in *appidPath) (*struct{}, error) {
+		a, err := s.account(ctx, in.AppID)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.store.DeleteAccount(ctx, a); err != nil {
+			return nil, s.internal(err)
+		}
+		return nil, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-settings", Method: http.MethodGet, Path: "/v1/accounts/{appid}/settings",
+		Summary: "Get an account's settings", Tags: tags, Metadata: both, Errors: []int{401, 403, 404},
+		Description: "The personalized settings document; the ETag header carries its version.",
+	}, func(ctx context.Context, in *SettingsInput) (*SettingsOutput, error) {
+		if _, err := s.account(ctx, in.AppID); err != nil {
+			return nil, err
+		}
+		st, err := s.store.GetSettings(ctx, in.AppID)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return settingsOutput(st)
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "put-settings", Method: http.MethodPut, Path: "/v1/accounts/{appid}/settings",
+		Summary: "Replace an account's settings", Tags: tags, Metadata: both, Errors: []int{400, 401, 403, 404, 412, 422},
+		Description: "Optimistic concurrency: If-Match must carry the ETag of the settings read; 412 if they changed since.",
+	}, func(ctx context.Context, in *PutSettingsInput) (*SettingsOutput, error) {
+		version, err := parseETag(in.IfMatch)
+		if err != nil {
+			return nil, huma.Error400BadRequest("If-Match must be an ETag this API returned, like \"3\"")
+		}
+		a, err := s.account(ctx, in.AppID)
+		if err != nil {
+			return nil, err
+		}
+		if in.Body.Settings == nil {
+			return nil, huma.Error422UnprocessableEntity("settings must be an object")
+		}
+		doc, err := json.Marshal(in.Body.Settings)
+		if err != nil {
+			return nil, huma.Error422UnprocessableEntity("settings must be a JSON object")
+		}
+		st, err := s.store.PutSettings(ctx, a, doc, version)
+		if errors.Is(err, db.ErrStaleVersion) {
+			return nil, huma.Error412PreconditionFailed("the settings changed since that version; read them again")
+		}
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return settingsOutput(st)
+	})
+}
+
+// account finds an account the caller may see; others' accounts are 404 like missing ones.
+func (s *Server) account(ctx context.Context, appid string) (db.Account, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return db.Account{}, s.internal(err)
+	}
+	a, err := s.store.GetAccount(ctx, appid)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return db.Account{}, huma.Error404NotFound("no such account")
+	case err != nil:
+		return db.Account{}, s.internal(err)
+	case !p.mayAccess(a.TenantID):
+		return db.Account{}, huma.Error404NotFound("no such account")
+	}
+	return a, nil
+}
+
+func (s *Server) accountOutput(ctx context.Context, a db.Account) (*AccountOutput, error) {
+	names, err := s.tenantNames(ctx)
+	if err != nil {
+		return nil, s.internal(err)
+	}
+	return &AccountOutput{Body: accountBody(a, names[a.TenantID])}, nil
+}
+
+func accountBody(a db.Account, tenant string) AccountBody {
+	limits := a.DailyLimits
+	if limits == nil {
+		limits = map[string]int{}
+	}
+	tickets := a.Tickets
+	if tickets == nil {
+		tickets = []string{}
+	}
+	return AccountBody{AppID: a.AppID, Kind: a.Kind, Tenant: tenant, Status: a.Status, StatusReason: a.StatusReason,
+		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, CreatedAt: a.CreatedAt}
+}
+
+// tenantNames maps tenant ids to names. Tenants are few and read on admin paths only.
+func (s *Server) tenantNames(ctx context.Context) (map[int64]string, error) {
+	tenants, err := s.store.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[int64]string, len(tenants))
+	for _, t := range tenants {
+		names[t.ID] = t.Name
+	}
+	return names, nil
+}
+
+func tenantID(names map[int64]string, name string) (int64, bool) {
+	for id, n := range names {
+		if n == name {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+func settingsOutput(st db.Settings) (*SettingsOutput, error) {
+	out := &SettingsOutput{ETag: `"` + strconv.FormatInt(st.Version, 10) + `"`}
+	if err := json.Unmarshal(st.Document, &out.Body.Settings); err != nil {
+		return nil, err
+	}
+	out.Body.Version = st.Version
+	return out, nil
+}
+
+// parseETag reads a strong ETag of the form "N".
+func parseETag(v string) (int64, error) {
+	inner, hasPrefix := strings.CutPrefix(v, `"`)
+	inner, hasSuffix := strings.CutSuffix(inner, `"`)
+	if !hasPrefix || !hasSuffix {
+		return 0, errors.New("not a quoted ETag")
+	}
+	n, err := strconv.ParseInt(inner, 10, 64)
+	if err != nil || n < 1 {
+		return 0, errors.New("not a version")
+	}
+	return n, nil
+}

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"wxhub/db"
+)
+
+// credKey names a cached credential the way requests do.
+type credKey struct{ appid, kind string }
+
+// accountKind names a credential the way notifications do.
+type accountKind struct {
+	accountID int64
+	kind      string
+}
+
+type cacheEntry struct {
+	cred        db.CachedCredential
+	epoch       uint64    // listener session in which it was loaded
+	validatedAt time.Time // when it was read from the database
+}
+
+// Cache holds credentials in memory so a read touches no database. Entries are loaded on
+// first request (one database read per key however many requests wait), dropped when a
+// NOTIFY says they changed, and never served:
+//   - past the value's expiry (the entry is read again instead);
+//   - from a listener session that has ended: after any gap in LISTEN, every entry is read
+//     again before it is served, since notifications may have been lost;
+//   - more than Bound after the last proof that the listener is alive, unless read again
+//     within Bound.
+type Cache struct {
+	store *db.Store
+	bound time.Duration
+
+	mu        sync.RWMutex
+	entries   map[credKey]*cacheEntry
+	byAccount map[int64]map[credKey]struct{}
+	// notified remembers recent change notifications, so a load that read the database just
+	// before a change committed is not installed over it.
+	notified map[accountKind]notifiedGen
+	waiters  map[accountKind]chan struct{}
+
+	group   singleflight.Group
+	epoch   atomic.Uint64 // incremented by every new listener session
+	aliveAt atomic.Int64  // unix nanoseconds of the last proof the listener session is alive
+	loads   atomic.Int64
+}
+
+type notifiedGen struct {
+	generation int64
+	at         time.Time
+}
+
+// NewCache returns an empty cache over store; bound is the longest an entry is served
+// without a live listener or a fresh read.
+func NewCache(store *db.Store, bound time.Duration) *Cache {
+	return &Cache{
+		store: store, bound: bound,
+		entries:   map[credKey]*cacheEntry{},
+		byAccount: map[int64]map[credKey]struct{}{},
+		notified:  map[accountKind]notifiedGen{},
+		waiters:   map[accountKind]chan struct{}{},
+	}
+}
+
+// Loads is the number of database reads the cache made.
+func (c *Cache) Loads() int64 { return c.loads.Load() }
+
+// Get returns the credential, from memory when the entry may be served, else from the
+// database.
+func (c *Cache) Get(ctx context.Context, appid, kind string) (db.CachedCredential, error) {
+	k := credKey{appid, kind}
+	now := time.Now()
+	c.mu.RLock()
+	e := c.entries[k]
+	c.mu.RUnlock()
+	if e != nil && c.servable(e, now) {
+		return e.cred, nil
+	}
+	return c.load(ctx, k)
+}
+
+// Reload reads the credential from the database whatever the cache holds.
+func (c *Cache) Reload(ctx context.Context, appid, kind string) (db.CachedCredential, error) {
+	return c.load(ctx, credKey{appid, kind})
+}
+
+func (c *Cache) servable(e *cacheEntry, now time.Time) bool {
+	if e.cred.Value == "" || !now.Before(e.cred.ExpiresAt) || e.epoch != c.epoch.Load() {
+		return false
+	}
+	return now.Sub(time.Unix(0, c.aliveAt.Load())) < c.bound || now.Sub(e.validatedAt) < c.bound
+}
+
+// load reads one credential with single-flight: concurrent misses share one read. The read
+// runs on its own context so one caller hanging up does not fail the others.
+func (c *Cache) load(ctx context.Context, k credKey) (db.CachedCredential, error) {
+	ch := c.group.DoChan(k.appid+"\x00"+k.kind, func() (any, error) {
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for attempt := 0; ; attempt++ {
+			epoch := c.epoch.Load()
+			start := time.Now()
+			c.loads.Add(1)
+			cred, err := c.store.LoadCredential(readCtx, k.appid, k.kind)
+			if err != nil {
+				return db.CachedCredential{}, err
+			}
+			if c.install(k, cred, epoch, start) || attempt == 2 {
+				return cred, nil
+			}
+		}
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return db.CachedCredential{}, r.Err
+		}
+		return r.Val.(db.CachedCredential), nil
+	case <-ctx.Done():
+		return db.CachedCredential{}, ctx.Err()
+	}
+}
+
+// install stores a loaded credential unless a notification already announced a newer
+// generation, in which case the read raced the change and is done again.
+func (c *Cache) install(k credKey, cred db.CachedCredential, epoch uint64, readAt time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.notified[accountKind{cred.AccountID, cred.Kind}]; ok && n.generation > cred.Generation {
+		return false
+	}
+	keys := c.byAccount[cred.AccountID]
+	if keys == nil {
+		keys = map[credKey]struct{}{}
+		c.byAccount[cred.AccountID] = keys
+	}
+	keys[k] = struct{}{}
+	c.entries[k] = &cacheEntry{cred: cred, epoch: epoch, validatedAt: readAt}
+	return true
+}
+
+// Changed returns a channel closed at the next change notification for the credential.
+func (c *Cache) Changed(accountID int64, kind string) <-chan struct{} {
+	ak := accountKind{accountID, kind}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.waiters[ak]
+	if !ok {
+		ch = make(chan struct{})
+		c.waiters[ak] = ch
+	}
+	return ch
+}
+
+// credentialChanged handles a NOTIFY for one credential: older entries are dropped and
+// waiters woken.
+func (c *Cache) credentialChanged(accountID int64, kind string, generation int64) {
+	ak := accountKind{accountID, kind}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.notified[ak]; generation > n.generation {
+		c.notified[ak] = notifiedGen{generation, now}
+	}
+	for k := range c.byAccount[accountID] {
+		if e := c.entries[k]; e != nil && k.kind == kind && e.cred.Generation < generation {
+			delete(c.entries, k)
+		}
+	}
+	if ch, ok := c.waiters[ak]; ok {
+		close(ch)
+		delete(c.waiters, ak)
+	}
+}
+
+// accountChanged handles a NOTIFY for an account (status change, deletion): every entry of
+// the account is dropped.
+func (c *Cache) accountChanged(accountID int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.byAccount[accountID] {
+		delete(c.entries, k)
+	}
+	delete(c.byAccount, accountID)
+	for ak, ch := range c.waiters {
+		if ak.accountID == accountID {
+			close(ch)
+			delete(c.waiters, ak)
+		}
+	}
+}
+
+// sessionStarted marks a new listener session: everything loaded before it must be read
+// again, since notifications may have been missed in the gap.
+func (c *Cache) sessionStarted() {
+	c.epoch.Add(1)
+	c.alive()
+}
+
+// alive records proof that the listener session is alive.
+func (c *Cache) alive() { c.aliveAt.Store(time.Now().UnixNano()) }
+
+// sessionEnded marks the listener as down: entries are served only within Bound of their
+// last read until a new session starts.
+func (c *Cache) sessionEnded() { c.aliveAt.Store(0) }
+
+// forgetOldNotifications drops remembered notifications that no load in flight can race
+// with any more (loads time out after 10 s).
+func (c *Cache) forgetOldNotifications(olderThan time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ak, n := range c.notified {
+		if n.at.Before(olderThan) {
+			delete(c.notified, ak)
+		}
+	}
+}

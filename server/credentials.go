@@ -1,0 +1,310 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"wxhub/db"
+)
+
+// TokenBody is a credential as the API returns it.
+type TokenBody struct {
+	AccessToken string    `json:"access_token" doc:"The current access token of the account."`
+	ExpiresAt   time.Time `json:"expires_at" doc:"When WeChat stops accepting the token. Clients may cache it until then."`
+	ExpiresIn   int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down." example:"6840"`
+	Generation  int64     `json:"generation" doc:"Increases with every new token; compare to know which of two is newer."`
+}
+
+// TokenOutput is the access-token response.
+type TokenOutput struct {
+	CacheControl string `header:"Cache-Control"`
+	Body         TokenBody
+}
+
+// TicketBody is a ticket as the API returns it.
+type TicketBody struct {
+	Ticket     string    `json:"ticket" doc:"The current ticket."`
+	ExpiresAt  time.Time `json:"expires_at" doc:"When WeChat stops accepting the ticket."`
+	ExpiresIn  int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down."`
+	Generation int64     `json:"generation" doc:"Increases with every new ticket."`
+}
+
+// TicketOutput is the ticket response.
+type TicketOutput struct {
+	CacheControl string `header:"Cache-Control"`
+	Body         TicketBody
+}
+
+// appidPattern is the shape of an account's key in the API.
+const appidPattern = "^[A-Za-z0-9_-]{1,64}$"
+
+// AccessTokenInput selects an account's access token.
+type AccessTokenInput struct {
+	AppID  string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
+	MinTTL int64  `query:"min_ttl" minimum:"0" maximum:"1800" doc:"Seconds the token must still be valid for. If it has less left, wxhub asks for a refresh and waits for it (best effort: a stable token cannot be renewed before WeChat's rotation window, so the answer may still have less)."`
+}
+
+// TicketInput selects an account's ticket.
+type TicketInput struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid."`
+	Type  string `path:"type" enum:"jsapi,wx_card,agent_config" doc:"jsapi (JS-SDK), wx_card (card API), agent_config (WeCom agent config)."`
+}
+
+// InvalidateInput reports a token WeChat rejected.
+type InvalidateInput struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid."`
+	Body  struct {
+		AccessToken string `json:"access_token" minLength:"1" maxLength:"2048" doc:"The token WeChat rejected."`
+		ErrCode     int    `json:"errcode,omitempty" doc:"WeChat's errcode for the rejection (40001, 40014, 42001)." example:"40001"`
+	}
+}
+
+// JSSDKInput asks for a JS-SDK configuration for a page.
+type JSSDKInput struct {
+	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid."`
+	Body  struct {
+		URL string `json:"url" minLength:"1" maxLength:"4096" format:"uri" doc:"The full URL of the page calling wx.config; anything after # is dropped." example:"https://example.com/page?x=1"`
+	}
+}
+
+// JSSDKOutput is what wx.config needs.
+type JSSDKOutput struct {
+	CacheControl string `header:"Cache-Control"`
+	Body         struct {
+		AppID     string `json:"appId" doc:"The account's appid."`
+		Timestamp int64  `json:"timestamp" doc:"Seconds since the epoch used in the signature."`
+		NonceStr  string `json:"nonceStr" doc:"The random string used in the signature."`
+		Signature string `json:"signature" doc:"SHA-1 of jsapi_ticket, noncestr, timestamp and url, in WeChat's format."`
+	}
+}
+
+var ticketKinds = map[string]string{"jsapi": "jsapi_ticket", "wx_card": "wx_card_ticket", "agent_config": "agent_config_ticket"}
+
+func (s *Server) registerCredentials() {
+	tenantOrAdmin := map[string]any{rolesKey: []string{RoleAdmin, RoleTenant}}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-access-token", Method: http.MethodGet, Path: "/v1/accounts/{appid}/access-token",
+		Summary: "Get an account's access token", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
+		Description: "Returns the current access token from memory. If the account has none that is valid (first " +
+			"fetch, refresh in progress), the request waits for the refresh for up to 10 s, then answers 503 with Retry-After.",
+		Errors: []int{401, 403, 404, 503},
+	}, func(ctx context.Context, in *AccessTokenInput) (*TokenOutput, error) {
+		cred, err := s.credential(ctx, in.AppID, "access_token", time.Duration(in.MinTTL)*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		out := &TokenOutput{CacheControl: "no-store"}
+		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		return out, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-ticket", Method: http.MethodGet, Path: "/v1/accounts/{appid}/tickets/{type}",
+		Summary: "Get an account's ticket", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
+		Description: "Returns the current JS-SDK (jsapi), card (wx_card) or WeCom agent (agent_config) ticket. 404 if the account does not keep that ticket.",
+		Errors:      []int{401, 403, 404, 503},
+	}, func(ctx context.Context, in *TicketInput) (*TicketOutput, error) {
+		cred, err := s.credential(ctx, in.AppID, ticketKinds[in.Type], 0)
+		if err != nil {
+			return nil, err
+		}
+		out := &TicketOutput{CacheControl: "no-store"}
+		out.Body = TicketBody{Ticket: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		return out, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "invalidate-access-token", Method: http.MethodPost, Path: "/v1/accounts/{appid}/access-token/invalidate",
+		Summary: "Report an access token WeChat rejected", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
+		Description: "Compare and refresh: if the reported token is still the current one, one refresh is triggered " +
+			"(however many callers report it at once) and the new token is returned; if a newer token already exists, it " +
+			"is returned at once. Never an unconditional refresh.",
+		Errors: []int{401, 403, 404, 422, 503},
+	}, func(ctx context.Context, in *InvalidateInput) (*TokenOutput, error) {
+		cred, err := s.invalidate(ctx, in.AppID, in.Body.AccessToken)
+		if err != nil {
+			return nil, err
+		}
+		out := &TokenOutput{CacheControl: "no-store"}
+		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		return out, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "create-jssdk-config", Method: http.MethodPost, Path: "/v1/accounts/{appid}/jssdk-config",
+		Summary: "Sign a JS-SDK configuration", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
+		Description: "Returns appId, timestamp, nonceStr and signature for wx.config on the given page, signed with the account's current jsapi ticket.",
+		Errors:      []int{401, 403, 404, 422, 503},
+	}, func(ctx context.Context, in *JSSDKInput) (*JSSDKOutput, error) {
+		page, err := url.Parse(in.Body.URL)
+		if err != nil || (page.Scheme != "http" && page.Scheme != "https") || page.Host == "" {
+			return nil, huma.Error422UnprocessableEntity("url must be an absolute http or https URL")
+		}
+		cred, err := s.credential(ctx, in.AppID, "jsapi_ticket", 0)
+		if err != nil {
+			return nil, err
+		}
+		nonce := make([]byte, 8)
+		_, _ = rand.Read(nonce)
+		out := &JSSDKOutput{CacheControl: "no-store"}
+		out.Body.AppID = in.AppID
+		out.Body.Timestamp = time.Now().Unix()
+		out.Body.NonceStr = hex.EncodeToString(nonce)
+		out.Body.Signature = JSSDKSignature(cred.Value, out.Body.NonceStr, out.Body.Timestamp, in.Body.URL)
+		return out, nil
+	})
+}
+
+// JSSDKSignature signs a page for wx.config as WeChat specifies: SHA-1 over
+// jsapi_ticket=…&noncestr=…&timestamp=…&url=… (keys in ASCII order, raw values, the URL
+// without its fragment), in lowercase hex.
+func JSSDKSignature(ticket, nonceStr string, timestamp int64, pageURL string) string {
+	pageURL, _, _ = strings.Cut(pageURL, "#")
+	sum := sha1.Sum([]byte("jsapi_ticket=" + ticket + "&noncestr=" + nonceStr +
+		"&timestamp=" + strconv.FormatInt(timestamp, 10) + "&url=" + pageURL))
+	return hex.EncodeToString(sum[:])
+}
+
+func secondsLeft(t time.Time) int64 { return max(0, int64(time.Until(t)/time.Second)) }
+
+// credential returns a usable value of an account's credential: one that is valid for at
+// least minTTL (or at all when minTTL is 0). Without one it waits, a bounded time, for the
+// refresh, instead of failing while another node or the worker is at it.
+func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time.Duration) (db.CachedCredential, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return db.CachedCredential{}, err
+	}
+	cred, err := s.cache.Get(ctx, appid, kind)
+	if err := s.visible(p, cred, err); err != nil {
+		return db.CachedCredential{}, err
+	}
+	if usable(cred, minTTL) {
+		return cred, nil
+	}
+	requested := false
+	deadline := time.NewTimer(s.cfg.RefreshWait)
+	defer deadline.Stop()
+	for {
+		if minTTL > 0 && usable(cred, 0) && !requested {
+			if _, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation); err != nil {
+				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
+			}
+			requested = true
+		}
+		changed := s.cache.Changed(cred.AccountID, kind)
+		select {
+		case <-ctx.Done():
+			return db.CachedCredential{}, ctx.Err()
+		case <-deadline.C:
+			if usable(cred, 0) {
+				return cred, nil // best effort for min_ttl: the token is still valid
+			}
+			return db.CachedCredential{}, unavailable(kind)
+		case <-changed:
+		case <-time.After(time.Second):
+			// The listener may be down: look in the database, not only for notifications.
+		}
+		if cred, err = s.cache.Reload(ctx, appid, kind); err != nil {
+			return db.CachedCredential{}, s.visible(p, cred, err)
+		}
+		if usable(cred, minTTL) {
+			return cred, nil
+		}
+	}
+}
+
+func usable(c db.CachedCredential, minTTL time.Duration) bool {
+	return c.Value != "" && time.Until(c.ExpiresAt) > minTTL
+}
+
+// visible maps lookup errors and other tenants' accounts to API errors. Another tenant's
+// account is a 404 like a missing one, so keys cannot probe appids.
+func (s *Server) visible(p Principal, cred db.CachedCredential, err error) error {
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return huma.Error404NotFound("no such account or credential")
+	case err != nil:
+		return s.internal(err)
+	case !p.mayAccess(cred.TenantID):
+		return huma.Error404NotFound("no such account or credential")
+	}
+	return nil
+}
+
+func unavailable(kind string) error {
+	return huma.ErrorWithHeaders(
+		huma.Error503ServiceUnavailable("no valid "+kind+" yet: a refresh is pending or WeChat is failing; see the account's state"),
+		http.Header{"Retry-After": {"5"}})
+}
+
+// internal logs an unexpected error and returns a 500 that carries none of its text.
+func (s *Server) internal(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return huma.Error503ServiceUnavailable("request cancelled or timed out")
+	}
+	s.log.Error("request failed", "err", err)
+	return huma.Error500InternalServerError("internal error")
+}
+
+// invalidate implements compare and refresh for a reported token.
+func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.CachedCredential, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return db.CachedCredential{}, err
+	}
+	// Read the database, not the cache: the report is often the first sign of a change.
+	cred, err := s.cache.Reload(ctx, appid, "access_token")
+	if err := s.visible(p, cred, err); err != nil {
+		return db.CachedCredential{}, err
+	}
+	if cred.Value != reported {
+		if usable(cred, 0) {
+			return cred, nil // a newer token exists already
+		}
+		return s.credential(ctx, appid, "access_token", 0)
+	}
+	changed := s.cache.Changed(cred.AccountID, "access_token")
+	if _, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation); err != nil {
+		return db.CachedCredential{}, s.internal(err)
+	}
+	deadline := time.NewTimer(s.cfg.RefreshWait)
+	defer deadline.Stop()
+	for ; ; changed = s.cache.Changed(cred.AccountID, "access_token") {
+		select {
+		case <-ctx.Done():
+			return db.CachedCredential{}, ctx.Err()
+		case <-deadline.C:
+			return db.CachedCredential{}, unavailable("access_token")
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+		next, err := s.cache.Reload(ctx, appid, "access_token")
+		if err != nil {
+			return db.CachedCredential{}, s.visible(p, next, err)
+		}
+		// A new generation answers the report; the same generation after a notification
+		// means WeChat confirmed the token (a stable token it still considers current).
+		if next.Generation > cred.Generation || (next.Generation == cred.Generation && isClosed(changed)) {
+			if usable(next, 0) {
+				return next, nil
+			}
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,227 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"wxhub/db"
+	"wxhub/db/dbtest"
+	"wxhub/db/keyring"
+	"wxhub/server"
+	"wxhub/wechat"
+	"wxhub/wechatsim"
+	"wxhub/worker"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+const (
+	testKeys = "t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	adminKey = "test-bootstrap-admin-key-0123456789"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// env is one test's deployment: a database, the simulator, and the nodes and workers the
+// test starts against them.
+type env struct {
+	dsn     string
+	ring    *keyring.Ring
+	store   *db.Store
+	sim     *wechatsim.Simulator
+	simURL  string
+	overlap time.Duration
+}
+
+func newEnv(t testing.TB, ttl, overlap time.Duration) *env {
+	t.Helper()
+	ring, err := keyring.Parse(testKeys)
+	require.NoError(t, err)
+	dsn := dbtest.URL(t)
+	pool, err := db.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store := db.NewStore(pool, ring)
+	require.NoError(t, server.EnsureBootstrapKey(context.Background(), store, adminKey))
+	sim := wechatsim.New(wechatsim.Config{TokenTTL: ttl, Overlap: overlap})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return &env{dsn: dsn, ring: ring, store: store, sim: sim, simURL: srv.URL, overlap: overlap}
+}
+
+// node is an API node with its own pool and listener, served over real HTTP.
+type node struct {
+	srv *server.Server
+	url string
+}
+
+func (e *env) startNode(t testing.TB, bound time.Duration) *node {
+	t.Helper()
+	pool, err := db.Open(context.Background(), e.dsn)
+	require.NoError(t, err)
+	srv := server.New(db.NewStore(pool, e.ring), server.Config{
+		ListenerURL: e.dsn, StalenessBound: bound, RefreshWait: 5 * time.Second, Logger: quiet,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		srv.Run(ctx)
+		close(done)
+	}()
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		cancel()
+		<-done
+		pool.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !srv.Listener().Connected() {
+		require.True(t, time.Now().Before(deadline), "listener did not connect")
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &node{srv: srv, url: hs.URL}
+}
+
+func (e *env) startWorker(t testing.TB) {
+	t.Helper()
+	pool, err := db.Open(context.Background(), e.dsn)
+	require.NoError(t, err)
+	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(e.simURL, nil), worker.Config{
+		ID: "w", PollInterval: 50 * time.Millisecond, Lease: 5 * time.Second, CallTimeout: 3 * time.Second,
+		Overlap: e.overlap, RetryBase: 100 * time.Millisecond, RetryMax: time.Second,
+		Logger: quiet, Registerer: prometheus.NewRegistry(),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = w.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		pool.Close()
+	})
+}
+
+// account creates an account in the simulator and, through the API, in wxhub.
+func (e *env) account(t testing.TB, n *node, tenant, appid string, tickets ...string) {
+	t.Helper()
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: appid, Secret: "secret-" + appid}))
+	body := map[string]any{"appid": appid, "kind": "official_account", "secret": "secret-" + appid, "tenant": tenant}
+	if len(tickets) > 0 {
+		body["tickets"] = tickets
+	}
+	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts", body)
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+}
+
+func (e *env) tenant(t testing.TB, n *node, name string) {
+	t.Helper()
+	res := n.call(t, adminKey, http.MethodPost, "/v1/tenants", map[string]any{"name": name})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+}
+
+// tenantKey creates a key of role tenant and returns it.
+func (e *env) tenantKey(t testing.TB, n *node, tenant string) string {
+	t.Helper()
+	res := n.call(t, adminKey, http.MethodPost, "/v1/api-keys", map[string]any{"name": tenant + "-app", "role": "tenant", "tenant": tenant})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	return res.json(t)["key"].(string)
+}
+
+type response struct {
+	status int
+	header http.Header
+	text   string
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.text), &m), r.text)
+	return m
+}
+
+// call makes one API request; body is JSON-encoded unless it is already []byte.
+func (n *node) call(t testing.TB, key, method, path string, body any, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, n.url+path, rd)
+	require.NoError(t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	text, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{status: res.StatusCode, header: res.Header, text: string(text)}
+}
+
+// token reads an account's access token through the node.
+func (n *node) token(t testing.TB, key, appid string) (string, int64) {
+	t.Helper()
+	res := n.call(t, key, http.MethodGet, "/v1/accounts/"+appid+"/access-token", nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	m := res.json(t)
+	return m["access_token"].(string), int64(m["generation"].(float64))
+}
+
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func appid(i int) string { return fmt.Sprintf("wx%016d", i) }
+
+func stringsReader(s string) io.Reader { return bytes.NewReader([]byte(s)) }
+
+func simAccount(appid string) wechatsim.Account {
+	return wechatsim.Account{AppID: appid, Secret: "secret-" + appid}
+}
+
+// pool opens a pool on the test database for statements the test makes itself.
+func pool(t testing.TB, e *env) *pgxpool.Pool {
+	t.Helper()
+	p, err := db.Open(context.Background(), e.dsn)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	return p
+}

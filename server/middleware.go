@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type principalKey struct{}
+
+// principal returns the caller established by authenticate.
+func principal(ctx context.Context) (Principal, error) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	if !ok {
+		return Principal{}, errNoPrincipal
+	}
+	return p, nil
+}
+
+// rolesKey is the operation metadata naming the roles allowed to call it.
+const rolesKey = "roles"
+
+// authenticate resolves the bearer key and checks the operation's roles.
+func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
+	roles, _ := ctx.Operation().Metadata[rolesKey].([]string)
+	key, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		ctx.SetHeader("WWW-Authenticate", `Bearer realm="wxhub"`)
+		_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, "missing bearer API key")
+		return
+	}
+	p, err := s.keys.authenticate(ctx.Context(), key, s.listener.Connected())
+	switch {
+	case err == errBadKey || err == errMalformedKey:
+		ctx.SetHeader("WWW-Authenticate", `Bearer realm="wxhub", error="invalid_token"`)
+		_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, err.Error())
+		return
+	case err != nil:
+		s.log.Error("authenticate", "err", err)
+		_ = huma.WriteErr(s.api, ctx, http.StatusServiceUnavailable, "cannot check the API key now")
+		return
+	}
+	if !slices.Contains(roles, p.Role) {
+		_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, "this API key's role may not call this operation")
+		return
+	}
+	next(huma.WithValue(ctx, principalKey{}, p))
+}
+
+// observe counts requests and their latency by operation and status.
+func (s *Server) observe(ctx huma.Context, next func(huma.Context)) {
+	start := time.Now()
+	next(ctx)
+	op := ctx.Operation().OperationID
+	s.metrics.requests.WithLabelValues(op, strconv.Itoa(ctx.Status())).Inc()
+	s.metrics.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+type apiMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newAPIMetrics(reg *prometheus.Registry, s *Server) *apiMetrics {
+	m := &apiMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxhub_api_requests_total", Help: "API requests by operation and status.",
+		}, []string{"operation", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wxhub_api_request_seconds", Help: "API request latency by operation.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"operation"}),
+	}
+	reg.MustRegister(m.requests, m.latency,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wxhub_api_cache_loads_total", Help: "Database reads made by the credential cache.",
+		}, func() float64 { return float64(s.cache.Loads()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wxhub_api_listener_connected", Help: "1 while the LISTEN session is up.",
+		}, func() float64 {
+			if s.listener.Connected() {
+				return 1
+			}
+			return 0
+		}),
+	)
+	return m
+}

@@ -1,0 +1,121 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"wxhub/db"
+)
+
+// TestThreeNodesFollowOneWorker runs three API nodes and one worker against one database:
+// after a refresh every node serves the new generation, and a node whose listener is killed
+// never serves an old generation longer than the staleness bound.
+func TestThreeNodesFollowOneWorker(t *testing.T) {
+	t.Parallel()
+	const bound = 3 * time.Second
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	nodes := []*node{e.startNode(t, bound), e.startNode(t, bound), e.startNode(t, bound)}
+	e.startWorker(t)
+	e.tenant(t, nodes[0], "acme")
+	res := nodes[0].call(t, adminKey, http.MethodPost, "/v1/accounts",
+		map[string]any{"appid": appid(1), "kind": "official_account", "secret": "secret-" + appid(1), "tenant": "acme", "token_mode": "classic"})
+	require.NoError(t, e.sim.AddAccount(simAccount(appid(1))))
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	for _, n := range nodes {
+		_, gen := n.token(t, adminKey, appid(1))
+		require.Equal(t, int64(1), gen)
+	}
+	acct, err := e.store.GetAccount(context.Background(), appid(1))
+	require.NoError(t, err)
+
+	// refresh makes the worker fetch a new token and returns when it is stored.
+	refresh := func(gen int64) time.Time {
+		_, err := e.store.RequestRefresh(context.Background(), acct.ID, "access_token", gen)
+		require.NoError(t, err)
+		var stored time.Time
+		waitUntil(t, 5*time.Second, "the refresh", func() bool {
+			c, err := e.store.GetCredential(context.Background(), acct.ID, "access_token")
+			stored = time.Now()
+			return err == nil && c.Generation == gen+1
+		})
+		return stored
+	}
+	stored := refresh(1)
+	for i, n := range nodes {
+		waitUntil(t, 2*time.Second, "generation 2 on every node", func() bool {
+			_, gen := n.token(t, adminKey, appid(1))
+			return gen == 2
+		})
+		t.Logf("node %d serves generation 2 %s after it was stored", i, time.Since(stored).Round(time.Millisecond))
+	}
+
+	// Kill node 2's listener connection, then refresh while it reconnects.
+	victim := nodes[2]
+	pid := victim.srv.Listener().BackendPID()
+	require.NotZero(t, pid)
+	_, err = pool(t, e).Exec(context.Background(), "SELECT pg_terminate_backend($1)", pid)
+	require.NoError(t, err)
+	killed := time.Now()
+	stored = refresh(2)
+	for {
+		_, gen := victim.token(t, adminKey, appid(1))
+		if gen == 3 {
+			t.Logf("after its listener was killed, node 2 serves generation 3 %s after it was stored (%s after the kill)",
+				time.Since(stored).Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+			break
+		}
+		require.Less(t, time.Since(stored), bound, "node 2 served generation %d longer than the staleness bound", gen)
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.NotEqual(t, pid, victim.srv.Listener().BackendPID(), "the listener reconnected")
+}
+
+func TestValidationErrorsAreProblemsAndWriteNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	big := make([]byte, 70<<10)
+	for i := range big {
+		big[i] = 'a'
+	}
+	tests := []struct {
+		name, method, path string
+		body               any
+		headers            []string
+		status             int
+	}{
+		{"malformed appid", "GET", "/v1/accounts/wx%20bad!/access-token", nil, nil, 422},
+		{"appid too long", "GET", "/v1/accounts/" + string(big[:65]) + "/access-token", nil, nil, 422},
+		{"unknown ticket type", "GET", "/v1/accounts/" + appid(1) + "/tickets/lottery", nil, nil, 422},
+		{"unknown account kind", "POST", "/v1/accounts", map[string]any{"appid": "wxnew", "kind": "bank", "secret": "s", "tenant": "acme"}, nil, 422},
+		{"unknown field", "POST", "/v1/accounts", map[string]any{"appid": "wxnew", "kind": "mini_program", "secret": "s", "tenant": "acme", "status": "active"}, nil, 422},
+		{"oversized body", "POST", "/v1/accounts", append([]byte(`{"appid":"wxnew","secret":"`), append(big, []byte(`"}`)...)...), nil, 413},
+		{"wrong content type", "POST", "/v1/accounts", []byte(`appid=wxnew`), []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
+		{"not JSON", "POST", "/v1/accounts", []byte(`{"appid":`), nil, 400},
+		{"missing If-Match", "PUT", "/v1/accounts/" + appid(1) + "/settings", map[string]any{"settings": map[string]any{}}, nil, 422},
+		{"bad If-Match", "PUT", "/v1/accounts/" + appid(1) + "/settings", map[string]any{"settings": map[string]any{}}, []string{"If-Match", "W/abc"}, 400},
+		{"min_ttl too large", "GET", "/v1/accounts/" + appid(1) + "/access-token?min_ttl=99999", nil, nil, 422},
+		{"relative JS-SDK URL", "POST", "/v1/accounts/" + appid(1) + "/jssdk-config", map[string]any{"url": "/page"}, nil, 422},
+		{"bad cursor", "GET", "/v1/accounts?cursor=abc", nil, nil, 422},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := n.call(t, adminKey, tt.method, tt.path, tt.body, tt.headers...)
+			require.Equal(t, tt.status, res.status, res.text)
+			require.Contains(t, res.header.Get("Content-Type"), "application/problem+json", res.text)
+			require.Contains(t, res.json(t)["type"], "urn:wxhub:problem:")
+		})
+	}
+	accounts, err := e.store.ListAccounts(context.Background(), db.AccountFilter{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, accounts, 1, "nothing was written")
+	st, err := e.store.GetSettings(context.Background(), appid(1))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Version)
+}

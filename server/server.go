@@ -1,0 +1,165 @@
+// Package server is wxhub's API node: the REST API application servers call for tokens,
+// tickets and account context, with credentials served from memory and kept true by
+// LISTEN/NOTIFY. Nodes are stateless; run any number behind a load balancer.
+package server
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"wxhub/db"
+)
+
+// Version is the API version in the OpenAPI document.
+const Version = "1.0.0"
+
+// Config tunes an API node; zero fields take the defaults in brackets.
+type Config struct {
+	// ListenerURL is the database URL of the LISTEN connection, which must reach PostgreSQL
+	// directly (not through a transaction pooler) [the store's URL, given by the caller].
+	ListenerURL string
+	// StalenessBound is the longest a cached entry is served without a live listener or a
+	// fresh read [30s].
+	StalenessBound time.Duration
+	// RefreshWait is how long a request waits for a credential that is missing, expired or
+	// being refreshed before it answers 503 [10s].
+	RefreshWait time.Duration
+	// Logger receives structured logs [slog.Default()].
+	Logger *slog.Logger
+	// Registry receives the node's metrics and is served at /metrics [a new registry].
+	Registry *prometheus.Registry
+}
+
+// Server is one API node.
+type Server struct {
+	store    *db.Store
+	cfg      Config
+	log      *slog.Logger
+	cache    *Cache
+	keys     *keyCache
+	listener *Listener
+	api      huma.API
+	handler  http.Handler
+	metrics  *apiMetrics
+}
+
+// New builds an API node over store. Call Run to start its listener; the handler answers
+// at once (readiness waits for the listener).
+func New(store *db.Store, cfg Config) *Server {
+	if cfg.StalenessBound == 0 {
+		cfg.StalenessBound = 30 * time.Second
+	}
+	if cfg.RefreshWait == 0 {
+		cfg.RefreshWait = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{store: store, cfg: cfg, log: cfg.Logger}
+	s.cache = NewCache(store, cfg.StalenessBound)
+	s.keys = newKeyCache(store, cfg.StalenessBound)
+	s.listener = &Listener{url: cfg.ListenerURL, cache: s.cache, keys: s.keys, bound: cfg.StalenessBound, log: cfg.Logger}
+	s.metrics = newAPIMetrics(cfg.Registry, s)
+
+	mux := http.NewServeMux()
+	s.api = humago.New(mux, apiConfig())
+	s.api.UseMiddleware(s.observe, s.authenticate)
+	s.register()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /docs", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(docsPage)
+	})
+	s.handler = limitBodies(mux)
+	return s
+}
+
+// Handler is the node's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Cache exposes the credential cache, for tests and metrics.
+func (s *Server) Cache() *Cache { return s.cache }
+
+// Listener exposes the LISTEN session, for readiness and tests.
+func (s *Server) Listener() *Listener { return s.listener }
+
+// Run keeps the listener connected until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	s.listener.Run(ctx)
+}
+
+// ready answers 200 when the database answers and the listener is connected.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	switch {
+	case !s.listener.Connected():
+		http.Error(w, "listener not connected", http.StatusServiceUnavailable)
+	case s.store.Ping(ctx) != nil:
+		http.Error(w, "database not reachable", http.StatusServiceUnavailable)
+	default:
+		_, _ = w.Write([]byte("ready\n"))
+	}
+}
+
+// maxBodyBytes bounds request bodies; wxhub's largest are settings documents.
+const maxBodyBytes = 64 << 10
+
+// limitBodies refuses oversized bodies before anything reads them.
+func limitBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBodyBytes {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "request body larger than 64 KiB")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func apiConfig() huma.Config {
+	registry := huma.NewMapRegistry("#/components/schemas/", huma.DefaultSchemaNamer)
+	cfg := huma.Config{
+		OpenAPI: &huma.OpenAPI{
+			OpenAPI: "3.1.0",
+			Info: &huma.Info{
+				Title:   "wxhub",
+				Version: Version,
+				Description: "Central control server for WeChat credentials. Application servers take the current " +
+					"access token, tickets and JS-SDK configuration of their WeChat accounts from wxhub and never " +
+					"call WeChat's token endpoints themselves. Errors are RFC 9457 problem details.",
+			},
+			Components: &huma.Components{
+				Schemas: registry,
+				SecuritySchemes: map[string]*huma.SecurityScheme{
+					"bearer": {Type: "http", Scheme: "bearer", Description: "An API key: `Authorization: Bearer wxh_…`."},
+				},
+			},
+			Security: []map[string][]string{{"bearer": {}}},
+		},
+		OpenAPIPath:   "/openapi",
+		Formats:       map[string]huma.Format{"application/json": huma.DefaultJSONFormat, "json": huma.DefaultJSONFormat},
+		DefaultFormat: "application/json",
+	}
+	return cfg
+}
+
+//go:embed docs.html
+var docsPage []byte
+
+// errNoPrincipal should not happen: every operation runs behind authenticate.
+var errNoPrincipal = errors.New("no principal in context")

@@ -1,0 +1,163 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"wxhub/server"
+	"wxhub/wechatsim"
+)
+
+func TestJSSDKSignatureMatchesWeChatTestVector(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, url string }{
+		{"as given", "http://mp.weixin.qq.com?params=value"},
+		{"fragment dropped", "http://mp.weixin.qq.com?params=value#section"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := server.JSSDKSignature("sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg",
+				"Wm3WZYTPz0wzccnW", 1414587457, tt.url)
+			require.Equal(t, "0f9de62fce790f9a083d5c99e95740ceb90c27ed", got)
+		})
+	}
+}
+
+func TestAccountLifecycleThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1), "jsapi")
+
+	// The first request waits for the worker's first fetch instead of failing.
+	tok, gen := n.token(t, adminKey, appid(1))
+	require.NotEmpty(t, tok)
+	require.Equal(t, int64(1), gen)
+	code, err := (&wechatsim.Client{BaseURL: e.simURL}).Use(context.Background(), tok)
+	require.NoError(t, err)
+	require.Zero(t, code)
+
+	res := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/tickets/jsapi", nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	ticket := res.json(t)["ticket"].(string)
+	res = n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/jssdk-config", map[string]any{"url": "https://example.com/p?a=1#top"})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	cfg := res.json(t)
+	require.Equal(t, appid(1), cfg["appId"])
+	require.Equal(t, server.JSSDKSignature(ticket, cfg["nonceStr"].(string), int64(cfg["timestamp"].(float64)), "https://example.com/p?a=1"), cfg["signature"])
+
+	res = n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1), nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	detail := res.json(t)
+	require.Equal(t, "active", detail["status"])
+	require.Equal(t, float64(1), detail["upstream_calls_today"].(map[string]any)["stable_token"])
+	require.NotContains(t, res.text, "secret-"+appid(1))
+	require.NotContains(t, res.text, tok)
+
+	// Settings with optimistic concurrency.
+	res = n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/settings", nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	etag := res.header.Get("ETag")
+	require.Equal(t, `"1"`, etag)
+	res = n.call(t, adminKey, http.MethodPut, "/v1/accounts/"+appid(1)+"/settings", map[string]any{"settings": map[string]any{"theme": "dark"}}, "If-Match", etag)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, `"2"`, res.header.Get("ETag"))
+	res = n.call(t, adminKey, http.MethodPut, "/v1/accounts/"+appid(1)+"/settings", map[string]any{"settings": map[string]any{"theme": "light"}}, "If-Match", etag)
+	require.Equal(t, http.StatusPreconditionFailed, res.status, res.text)
+	require.Equal(t, "urn:wxhub:problem:stale-version", res.json(t)["type"])
+
+	// Disabled accounts keep serving their current token; deleting removes it.
+	res = n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/disable", nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, "disabled", res.json(t)["status"])
+	res = n.call(t, adminKey, http.MethodDelete, "/v1/accounts/"+appid(1), nil)
+	require.Equal(t, http.StatusNoContent, res.status, res.text)
+	waitUntil(t, 5*time.Second, "the deletion to reach the cache", func() bool {
+		return n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status == http.StatusNotFound
+	})
+}
+
+func TestConcurrentMissesReadTheDatabaseOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	first := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, first, "acme")
+	e.account(t, first, "acme", appid(1))
+	first.token(t, adminKey, appid(1)) // fetched and stored
+
+	fresh := e.startNode(t, 30*time.Second)
+	fresh.call(t, adminKey, http.MethodGet, "/v1/tenants", nil) // the key is now cached
+	before := fresh.srv.Cache().Loads()
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	start := make(chan struct{})
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if fresh.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status == http.StatusOK {
+				ok.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, int64(200), ok.Load())
+	require.Equal(t, int64(1), fresh.srv.Cache().Loads()-before, "200 concurrent misses, one database read")
+}
+
+func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	old, gen := n.token(t, adminKey, appid(1))
+	stats := func() wechatsim.AccountStats { return e.sim.Stats(appid(1)).Accounts[appid(1)] }
+	before := stats().Calls[wechatsim.APIStableToken]
+
+	// Someone outside wxhub forced a refresh: WeChat now rejects the stored token after the
+	// overlap, and every app server reports it at once.
+	_, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
+		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid(1), "secret-"+appid(1))))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	results := make([]string, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate",
+				map[string]any{"access_token": old, "errcode": 40001})
+			if res.status == http.StatusOK {
+				results[i] = res.json(t)["access_token"].(string)
+			}
+		}()
+	}
+	wg.Wait()
+	newTok, newGen := n.token(t, adminKey, appid(1))
+	require.Equal(t, gen+1, newGen)
+	for i, r := range results {
+		require.Equal(t, newTok, r, "report %d", i)
+	}
+	// One forced call by the test, one refresh by wxhub.
+	require.Equal(t, before+2, stats().Calls[wechatsim.APIStableToken], "100 reports, one upstream call")
+
+	// A report of the old token now changes nothing and returns the current one.
+	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate", map[string]any{"access_token": old, "errcode": 40001})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, newTok, res.json(t)["access_token"])
+	require.Equal(t, before+2, stats().Calls[wechatsim.APIStableToken], "an old token's report causes no call")
+}
