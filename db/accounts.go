@@ -61,6 +61,7 @@ type Account struct {
 	TokenMode    string
 	Tickets      []string
 	DailyLimits  map[string]int
+	BaseInfo     json.RawMessage // a JSON object owned by the app servers
 	CreatedAt    time.Time
 }
 
@@ -123,7 +124,7 @@ func toAccount(row dbsqlc.Account) (Account, error) {
 	a := Account{
 		ID: row.ID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
 		Status: row.Status, StatusReason: row.StatusReason, TokenMode: row.TokenMode,
-		Tickets: row.Tickets, CreatedAt: row.CreatedAt,
+		Tickets: row.Tickets, BaseInfo: row.BaseInfo, CreatedAt: row.CreatedAt,
 	}
 	if err := json.Unmarshal(row.DailyLimits, &a.DailyLimits); err != nil {
 		return Account{}, fmt.Errorf("account %s: daily limits: %w", row.Appid, err)
@@ -228,12 +229,13 @@ type AccountChange struct {
 	Secret      *string
 	TokenMode   *string
 	DailyLimits map[string]int
+	BaseInfo    json.RawMessage // replaces the base info document when not nil
 }
 
 // UpdateAccount applies a change. A new secret makes the credentials due at once, so a
 // failing account recovers without waiting for its slow retry.
 func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) (Account, error) {
-	p := dbsqlc.AccountUpdateParams{ID: a.ID, TokenMode: ch.TokenMode}
+	p := dbsqlc.AccountUpdateParams{ID: a.ID, TokenMode: ch.TokenMode, BaseInfo: ch.BaseInfo}
 	if ch.Secret != nil {
 		keyID, ciphertext, err := s.ring.Seal([]byte(*ch.Secret), secretAD(a.AppID))
 		if err != nil {

@@ -24,6 +24,7 @@ type AccountBody struct {
 	TokenMode    string         `json:"token_mode" doc:"stable (stable_token, preferred) or classic (cgi-bin/token)."`
 	Tickets      []string       `json:"tickets" doc:"Tickets kept fresh: jsapi, wx_card, agent_config."`
 	DailyLimits  map[string]int `json:"daily_limits" doc:"Per-API daily call limits overriding WeChat's defaults."`
+	BaseInfo     map[string]any `json:"base_info" doc:"Base information of the account (name, avatar, ...) as app servers stored it."`
 	CreatedAt    time.Time      `json:"created_at"`
 }
 
@@ -91,6 +92,7 @@ type UpdateAccountInput struct {
 		Secret      *string        `json:"secret,omitempty" minLength:"1" maxLength:"256" doc:"A new AppSecret; the account is refreshed at once."`
 		TokenMode   *string        `json:"token_mode,omitempty" enum:"stable,classic"`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Replaces the per-API limits."`
+		BaseInfo    map[string]any `json:"base_info,omitempty" doc:"Replaces the base information document."`
 	}
 }
 
@@ -213,13 +215,19 @@ func (s *Server) registerAccounts() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "update-account", Method: http.MethodPatch, Path: "/v1/accounts/{appid}",
 		Summary: "Change an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 422},
-		Description: "Changes the secret, token mode or daily limits; fields left out stay as they are.",
+		Description: "Changes the secret, token mode, daily limits or base information; fields left out stay as they are.",
 	}, func(ctx context.Context, in *UpdateAccountInput) (*AccountOutput, error) {
 		a, err := s.account(ctx, in.AppID)
 		if err != nil {
 			return nil, err
 		}
-		a, err = s.store.UpdateAccount(ctx, a, db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits})
+		change := db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits}
+		if in.Body.BaseInfo != nil {
+			if change.BaseInfo, err = json.Marshal(in.Body.BaseInfo); err != nil {
+				return nil, huma.Error422UnprocessableEntity("base_info must be a JSON object")
+			}
+		}
+		a, err = s.store.UpdateAccount(ctx, a, change)
 		if err != nil {
 			return nil, s.internal(err)
 		}
@@ -339,8 +347,10 @@ func accountBody(a db.Account, tenant string) AccountBody {
 	if tickets == nil {
 		tickets = []string{}
 	}
+	base := map[string]any{}
+	_ = json.Unmarshal(a.BaseInfo, &base) // the column is a JSON object by constraint
 	return AccountBody{AppID: a.AppID, Kind: a.Kind, Tenant: tenant, Status: a.Status, StatusReason: a.StatusReason,
-		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, CreatedAt: a.CreatedAt}
+		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, BaseInfo: base, CreatedAt: a.CreatedAt}
 }
 
 // tenantNames maps tenant ids to names. Tenants are few and read on admin paths only.

@@ -126,6 +126,7 @@ func (s *Server) registerKeysAndTenants() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "list-tenants", Method: http.MethodGet, Path: "/v1/tenants",
 		Summary: "List tenants", Tags: []string{"Tenants"}, Metadata: admin, Errors: []int{401, 403},
+		Description: "Every tenant by name.",
 	}, func(ctx context.Context, _ *struct{}) (*struct{ Body []TenantBody }, error) {
 		tenants, err := s.store.ListTenants(ctx)
 		if err != nil {

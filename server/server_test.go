@@ -63,6 +63,11 @@ func TestAccountLifecycleThroughTheAPI(t *testing.T) {
 	require.NotContains(t, res.text, "secret-"+appid(1))
 	require.NotContains(t, res.text, tok)
 
+	// Base info is a document app servers own.
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"base_info": map[string]any{"nick_name": "Demo"}})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, "Demo", res.json(t)["base_info"].(map[string]any)["nick_name"])
+
 	// Settings with optimistic concurrency.
 	res = n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/settings", nil)
 	require.Equal(t, http.StatusOK, res.status, res.text)
