@@ -97,6 +97,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer pool.Close()
 	store := db.NewStore(pool, ring)
+	if err := store.CheckKeyRing(ctx); err != nil {
+		return err
+	}
 
 	simLn, err := net.Listen("tcp", *simListen)
 	if err != nil {

@@ -25,6 +25,7 @@ var commands = []command{
 	{"serve", "run an API node (run any number against one database)", runServe},
 	{"migrate", "apply database migrations: migrate up|down|status", runMigrate},
 	{"worker", "refresh due credentials (run any number against one database)", runWorker},
+	{"keys", "re-encrypt stored secrets under the current key: keys rotate", runKeys},
 	{"sim", "run the WeChat simulator (the test oracle) alone", runSim},
 	{"openapi", "print the OpenAPI document of the REST API", runOpenAPI},
 }

@@ -3,13 +3,38 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"wxhub/db"
 	"wxhub/db/dbtest"
+	"wxhub/db/keyring"
 )
+
+// envMu serialises tests that change the process environment while others run in parallel.
+var envMu sync.Mutex
+
+// runWithEnv runs f with the variables set, then restores them.
+func runWithEnv(vars map[string]string, f func() int) int {
+	envMu.Lock()
+	defer envMu.Unlock()
+	for k, v := range vars {
+		old, had := os.LookupEnv(k)
+		os.Setenv(k, v)
+		defer func() {
+			if had {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		}()
+	}
+	return f()
+}
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
@@ -69,4 +94,35 @@ func TestCommandErrorsAreOneReadableLine(t *testing.T) {
 			require.NotContains(t, errOut, "pw-should-not-show")
 		})
 	}
+}
+
+func TestKeysRotateThenOldKeyLeaves(t *testing.T) {
+	t.Parallel()
+	const keyA = "a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	const keyB = "b:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE="
+	url := dbtest.URL(t)
+	ctx := context.Background()
+	pool, err := db.Open(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+	ringA, err := keyring.Parse(keyA)
+	require.NoError(t, err)
+	storeA := db.NewStore(pool, ringA)
+	_, err = storeA.CreateTenant(ctx, "acme")
+	require.NoError(t, err)
+	_, err = storeA.CreateAccount(ctx, db.NewAccount{Tenant: "acme", AppID: "wx1", Kind: "official_account", Secret: "s1"})
+	require.NoError(t, err)
+
+	var out, errOut bytes.Buffer
+	withKeys := func(keys string, args ...string) int {
+		out.Reset()
+		errOut.Reset()
+		return runWithEnv(map[string]string{"WXHUB_KEYS": keys}, func() int { return run(ctx, args, &out, &errOut) })
+	}
+	require.Equal(t, 1, withKeys(keyB, "keys", "rotate", "--database-url", url))
+	require.Contains(t, errOut.String(), `key id "a"`, "a ring without the stored key is refused, naming it")
+	require.Zero(t, withKeys(keyB+","+keyA, "keys", "rotate", "--database-url", url), errOut.String())
+	require.Contains(t, out.String(), "re-encrypted 1 secrets")
+	require.Zero(t, withKeys(keyB, "keys", "rotate", "--database-url", url), errOut.String())
+	require.Contains(t, out.String(), "re-encrypted 0 secrets and 0 credentials")
 }

@@ -53,6 +53,9 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer pool.Close()
 	store := db.NewStore(pool, ring)
+	if err := store.CheckKeyRing(ctx); err != nil {
+		return err
+	}
 	if key := os.Getenv("WXHUB_BOOTSTRAP_ADMIN_KEY"); key != "" {
 		if err := server.EnsureBootstrapKey(ctx, store, key); err != nil {
 			return err

@@ -65,6 +65,10 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer pool.Close()
 
+	store := db.NewStore(pool, ring)
+	if err := store.CheckKeyRing(ctx); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	cfg.Logger, cfg.Registerer = logger, reg
 	client := wechat.New(*baseURL, &http.Client{Transport: &http.Transport{
@@ -72,7 +76,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		IdleConnTimeout:     90 * time.Second,
 	}})
-	w, err := worker.New(db.NewStore(pool, ring), client, cfg)
+	w, err := worker.New(store, client, cfg)
 	if err != nil {
 		return err
 	}
