@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,11 +135,15 @@ func (s *Server) registerAccounts() {
 		})
 		switch {
 		case errors.Is(err, db.ErrConflict):
-			return nil, huma.Error409Conflict("an account with this appid exists")
+			err = huma.Error409Conflict("an account with this appid exists")
 		case errors.Is(err, db.ErrNotFound):
-			return nil, huma.Error404NotFound("no such tenant")
+			err = huma.Error404NotFound("no such tenant")
 		case err != nil:
-			return nil, s.internal(err)
+			err = s.internal(err)
+		}
+		s.audit(ctx, "account.create", in.Body.AppID, a.TenantID, err, map[string]any{"kind": in.Body.Kind})
+		if err != nil {
+			return nil, err
 		}
 		return &AccountOutput{Body: accountBody(a, in.Body.Tenant)}, nil
 	})
@@ -227,11 +232,23 @@ func (s *Server) registerAccounts() {
 				return nil, huma.Error422UnprocessableEntity("base_info must be a JSON object")
 			}
 		}
-		a, err = s.store.UpdateAccount(ctx, a, change)
-		if err != nil {
-			return nil, s.internal(err)
+		fields := []string{}
+		for name, set := range map[string]bool{"secret": in.Body.Secret != nil, "token_mode": in.Body.TokenMode != nil,
+			"daily_limits": in.Body.DailyLimits != nil, "base_info": in.Body.BaseInfo != nil} {
+			if set {
+				fields = append(fields, name)
+			}
 		}
-		return s.accountOutput(ctx, a)
+		slices.Sort(fields)
+		updated, err := s.store.UpdateAccount(ctx, a, change)
+		if err != nil {
+			err = s.internal(err)
+		}
+		s.audit(ctx, "account.update", a.AppID, a.TenantID, err, map[string]any{"fields": fields})
+		if err != nil {
+			return nil, err
+		}
+		return s.accountOutput(ctx, updated)
 	})
 	for _, enable := range []bool{false, true} {
 		verb, summary := "disable", "Disable an account"
@@ -247,10 +264,15 @@ func (s *Server) registerAccounts() {
 			if err != nil {
 				return nil, err
 			}
-			if a, err = s.store.SetAccountEnabled(ctx, a, enable); err != nil {
-				return nil, s.internal(err)
+			changed, err := s.store.SetAccountEnabled(ctx, a, enable)
+			if err != nil {
+				err = s.internal(err)
 			}
-			return s.accountOutput(ctx, a)
+			s.audit(ctx, "account."+verb, a.AppID, a.TenantID, err, nil)
+			if err != nil {
+				return nil, err
+			}
+			return s.accountOutput(ctx, changed)
 		})
 	}
 	huma.Register(s.api, huma.Operation{
@@ -263,8 +285,11 @@ func (s *Server) registerAccounts() {
 			return nil, err
 		}
 		if err := s.store.DeleteAccount(ctx, a); err != nil {
-			return nil, s.internal(err)
+			err = s.internal(err)
+			s.audit(ctx, "account.delete", a.AppID, a.TenantID, err, nil)
+			return nil, err
 		}
+		s.audit(ctx, "account.delete", a.AppID, a.TenantID, nil, nil)
 		return nil, nil
 	})
 	huma.Register(s.api, huma.Operation{
@@ -302,11 +327,15 @@ func (s *Server) registerAccounts() {
 			return nil, huma.Error422UnprocessableEntity("settings must be a JSON object")
 		}
 		st, err := s.store.PutSettings(ctx, a, doc, version)
-		if errors.Is(err, db.ErrStaleVersion) {
-			return nil, huma.Error412PreconditionFailed("the settings changed since that version; read them again")
+		switch {
+		case errors.Is(err, db.ErrStaleVersion):
+			err = huma.Error412PreconditionFailed("the settings changed since that version; read them again")
+		case err != nil:
+			err = s.internal(err)
 		}
+		s.audit(ctx, "settings.update", a.AppID, a.TenantID, err, map[string]any{"if_match": version})
 		if err != nil {
-			return nil, s.internal(err)
+			return nil, err
 		}
 		return settingsOutput(st)
 	})

@@ -43,6 +43,7 @@ var authzCases = map[string]authzCase{
 	"revoke-api-key":          {method: "DELETE", path: "/v1/api-keys/{id}", admin: 204, own: 403, other: 403},
 	"create-tenant":           {method: "POST", path: "/v1/tenants", body: map[string]any{"name": "{appid}"}, admin: 201, own: 403, other: 403},
 	"list-tenants":            {method: "GET", path: "/v1/tenants", admin: 200, own: 403, other: 403},
+	"list-audit-log":          {method: "GET", path: "/v1/audit-log", admin: 200, own: 403, other: 403},
 }
 
 func TestEveryOperationIsAuthorized(t *testing.T) {

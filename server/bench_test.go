@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"wxhub/server"
 )
 
 // BenchmarkCacheHit measures cache-hit reads of GET .../access-token through the full stack
@@ -16,7 +18,7 @@ import (
 // ratio of the two requests/s figures is the cost of wxhub's stack.
 func BenchmarkCacheHit(b *testing.B) {
 	e := newEnv(b, time.Hour, 5*time.Minute)
-	n := e.startNode(b, 30*time.Second)
+	n := e.startNodeWith(b, server.Config{ListenerURL: e.dsn, RateLimit: -1, Logger: quiet})
 	e.startWorker(b)
 	e.tenant(b, n, "acme")
 	e.account(b, n, "acme", appid(1))

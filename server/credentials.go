@@ -194,8 +194,12 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	defer deadline.Stop()
 	for {
 		if minTTL > 0 && usable(cred, 0) && !requested {
-			if _, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation); err != nil {
+			did, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation)
+			if err != nil {
 				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
+			} else if did {
+				s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
+					map[string]any{"credential": kind, "generation": cred.Generation, "reason": "min_ttl"})
 			}
 			requested = true
 		}
@@ -272,8 +276,13 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		return s.credential(ctx, appid, "access_token", 0)
 	}
 	changed := s.cache.Changed(cred.AccountID, "access_token")
-	if _, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation); err != nil {
+	did, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation)
+	if err != nil {
 		return db.CachedCredential{}, s.internal(err)
+	}
+	if did {
+		s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
+			map[string]any{"credential": "access_token", "generation": cred.Generation, "reason": "reported rejected"})
 	}
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()

@@ -69,11 +69,14 @@ type node struct {
 
 func (e *env) startNode(t testing.TB, bound time.Duration) *node {
 	t.Helper()
+	return e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: bound, RefreshWait: 5 * time.Second, Logger: quiet})
+}
+
+func (e *env) startNodeWith(t testing.TB, cfg server.Config) *node {
+	t.Helper()
 	pool, err := db.Open(context.Background(), e.dsn)
 	require.NoError(t, err)
-	srv := server.New(db.NewStore(pool, e.ring), server.Config{
-		ListenerURL: e.dsn, StalenessBound: bound, RefreshWait: 5 * time.Second, Logger: quiet,
-	})
+	srv := server.New(db.NewStore(pool, e.ring), cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -63,11 +64,20 @@ func (s *Server) registerKeysAndTenants() {
 		}
 		k, err := s.store.CreateAPIKey(ctx, db.NewAPIKey{Lookup: lookup, Hash: hash, Name: in.Body.Name,
 			Role: in.Body.Role, Tenant: in.Body.Tenant, ExpiresAt: in.Body.ExpiresAt})
-		if errors.Is(err, db.ErrNotFound) {
-			return nil, huma.Error404NotFound("no such tenant")
+		switch {
+		case errors.Is(err, db.ErrNotFound):
+			err = huma.Error404NotFound("no such tenant")
+		case err != nil:
+			err = s.internal(err)
 		}
+		var tenant int64
+		if k.TenantID != nil {
+			tenant = *k.TenantID
+		}
+		s.audit(ctx, "api_key.create", "api_key:"+strconv.FormatInt(k.ID, 10), tenant, err,
+			map[string]any{"role": in.Body.Role, "name": in.Body.Name})
 		if err != nil {
-			return nil, s.internal(err)
+			return nil, err
 		}
 		out := &CreateAPIKeyOutput{}
 		out.Body.APIKeyBody = keyBody(k)
@@ -97,13 +107,14 @@ func (s *Server) registerKeysAndTenants() {
 		ID int64 `path:"id" minimum:"1" doc:"The key's id."`
 	}) (*struct{}, error) {
 		err := s.store.RevokeAPIKey(ctx, in.ID)
-		if errors.Is(err, db.ErrNotFound) {
-			return nil, huma.Error404NotFound("no such API key")
+		switch {
+		case errors.Is(err, db.ErrNotFound):
+			err = huma.Error404NotFound("no such API key")
+		case err != nil:
+			err = s.internal(err)
 		}
-		if err != nil {
-			return nil, s.internal(err)
-		}
-		return nil, nil
+		s.audit(ctx, "api_key.revoke", "api_key:"+strconv.FormatInt(in.ID, 10), 0, err, nil)
+		return nil, err
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "create-tenant", Method: http.MethodPost, Path: "/v1/tenants", DefaultStatus: http.StatusCreated,
@@ -115,11 +126,15 @@ func (s *Server) registerKeysAndTenants() {
 		}
 	}) (*struct{ Body TenantBody }, error) {
 		t, err := s.store.CreateTenant(ctx, in.Body.Name)
-		if errors.Is(err, db.ErrConflict) {
-			return nil, huma.Error409Conflict("a tenant with this name exists")
+		switch {
+		case errors.Is(err, db.ErrConflict):
+			err = huma.Error409Conflict("a tenant with this name exists")
+		case err != nil:
+			err = s.internal(err)
 		}
+		s.audit(ctx, "tenant.create", in.Body.Name, t.ID, err, nil)
 		if err != nil {
-			return nil, s.internal(err)
+			return nil, err
 		}
 		return &struct{ Body TenantBody }{Body: TenantBody{Name: t.Name, CreatedAt: t.CreatedAt}}, nil
 	})
@@ -162,6 +177,7 @@ func (s *Server) register() {
 	s.registerCredentials()
 	s.registerAccounts()
 	s.registerKeysAndTenants()
+	s.registerAudit()
 }
 
 // OpenAPI returns the API's OpenAPI 3.1 document as YAML, without a database or listener.

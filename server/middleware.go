@@ -10,6 +10,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 type principalKey struct{}
@@ -46,11 +47,28 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		_ = huma.WriteErr(s.api, ctx, http.StatusServiceUnavailable, "cannot check the API key now")
 		return
 	}
+	if !s.allow(p.KeyID) {
+		ctx.SetHeader("Retry-After", "1")
+		_ = huma.WriteErr(s.api, ctx, http.StatusTooManyRequests, "too many requests with this API key; slow down")
+		return
+	}
 	if !slices.Contains(roles, p.Role) {
 		_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, "this API key's role may not call this operation")
 		return
 	}
 	next(huma.WithValue(ctx, principalKey{}, p))
+}
+
+// allow applies the per-key rate limit of this node.
+func (s *Server) allow(keyID int64) bool {
+	if s.cfg.RateLimit < 0 {
+		return true
+	}
+	l, ok := s.limiters.Load(keyID)
+	if !ok {
+		l, _ = s.limiters.LoadOrStore(keyID, rate.NewLimiter(rate.Limit(s.cfg.RateLimit), int(2*s.cfg.RateLimit)))
+	}
+	return l.(*rate.Limiter).Allow()
 }
 
 // observe counts requests and their latency by operation and status.

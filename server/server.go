@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -33,6 +34,9 @@ type Config struct {
 	// RefreshWait is how long a request waits for a credential that is missing, expired or
 	// being refreshed before it answers 503 [10s].
 	RefreshWait time.Duration
+	// RateLimit is how many requests per second one API key may make to this node, with
+	// bursts of twice that [1000]; negative disables the limit.
+	RateLimit float64
 	// Logger receives structured logs [slog.Default()].
 	Logger *slog.Logger
 	// Registry receives the node's metrics and is served at /metrics [a new registry].
@@ -50,6 +54,7 @@ type Server struct {
 	api      huma.API
 	handler  http.Handler
 	metrics  *apiMetrics
+	limiters sync.Map // API key id → *rate.Limiter
 }
 
 // New builds an API node over store. Call Run to start its listener; the handler answers
@@ -60,6 +65,9 @@ func New(store *db.Store, cfg Config) *Server {
 	}
 	if cfg.RefreshWait == 0 {
 		cfg.RefreshWait = 10 * time.Second
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 1000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

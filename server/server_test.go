@@ -84,8 +84,24 @@ func TestAccountLifecycleThroughTheAPI(t *testing.T) {
 	res = n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/disable", nil)
 	require.Equal(t, http.StatusOK, res.status, res.text)
 	require.Equal(t, "disabled", res.json(t)["status"])
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"secret": "rotated-secret-value"})
+	require.Equal(t, http.StatusOK, res.status, res.text)
 	res = n.call(t, adminKey, http.MethodDelete, "/v1/accounts/"+appid(1), nil)
 	require.Equal(t, http.StatusNoContent, res.status, res.text)
+
+	// Every change is in the audit log, with the acting key, and no secret.
+	res = n.call(t, adminKey, http.MethodGet, "/v1/audit-log?target="+appid(1), nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	var actions []string
+	for _, item := range res.json(t)["items"].([]any) {
+		e := item.(map[string]any)
+		actions = append(actions, e["action"].(string)+":"+e["outcome"].(string))
+		require.NotNil(t, e["actor_key_id"])
+	}
+	require.Equal(t, []string{"account.delete:success", "account.update:success", "account.disable:success",
+		"settings.update:failure", "settings.update:success", "account.update:success", "account.create:success"}, actions)
+	require.NotContains(t, res.text, "rotated-secret-value")
+	require.NotContains(t, res.text, "secret-"+appid(1))
 	waitUntil(t, 5*time.Second, "the deletion to reach the cache", func() bool {
 		return n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status == http.StatusNotFound
 	})
@@ -165,4 +181,23 @@ func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, res.text)
 	require.Equal(t, newTok, res.json(t)["access_token"])
 	require.Equal(t, before+2, stats().Calls[wechatsim.APIStableToken], "an old token's report causes no call")
+}
+
+func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, RateLimit: 5, Logger: quiet})
+	e.tenant(t, n, "acme")
+	key := e.tenantKey(t, n, "acme")
+	var limited response
+	for range 30 {
+		if res := n.call(t, key, http.MethodGet, "/v1/accounts", nil); res.status == http.StatusTooManyRequests {
+			limited = res
+			break
+		}
+	}
+	require.Equal(t, http.StatusTooManyRequests, limited.status, "30 requests at once pass a 5/s limit with bursts of 10")
+	require.Equal(t, "1", limited.header.Get("Retry-After"))
+	require.Equal(t, "urn:wxhub:problem:rate-limited", limited.json(t)["type"])
+	require.Equal(t, http.StatusOK, n.call(t, adminKey, http.MethodGet, "/v1/accounts", nil).status, "other keys are not limited")
 }
