@@ -396,6 +396,11 @@ type CachedCredential struct {
 	Generation    int64
 	Value         string // "" before the first fetch
 	ExpiresAt     time.Time
+	// Rotates is true when every fetch of this credential kills the previous value after the
+	// overlap (classic tokens, tickets), so the value dies early once refreshed.
+	Rotates bool
+	// RefreshAt is when the next refresh is due; nil when none is scheduled.
+	RefreshAt *time.Time
 }
 
 // LoadCredential reads one credential by appid and kind for an API node's cache.
@@ -405,7 +410,8 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 		return CachedCredential{}, notFound(err, kind+" of "+appid)
 	}
 	c := CachedCredential{AccountID: row.AccountID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
-		AccountStatus: row.AccountStatus, Generation: row.Generation}
+		AccountStatus: row.AccountStatus, Generation: row.Generation, RefreshAt: row.RefreshAt,
+		Rotates: row.Kind != "access_token" || row.TokenMode == "classic"}
 	if row.ExpiresAt != nil {
 		c.ExpiresAt = *row.ExpiresAt
 	}

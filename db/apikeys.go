@@ -58,10 +58,18 @@ func (s *Store) CreateAPIKey(ctx context.Context, k NewAPIKey) (APIKey, error) {
 		TenantID: row.TenantID, TenantName: tenantName, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt}, nil
 }
 
-// EnsureAdminKey makes sure an admin key with this lookup and hash exists and is usable.
+// ErrKeyRevoked means the bootstrap key exists but was revoked; it is not brought back.
+var ErrKeyRevoked = errors.New("the key was revoked")
+
+// EnsureAdminKey makes sure an admin key with this lookup and hash exists. ErrKeyRevoked if
+// it was revoked: it stays revoked.
 func (s *Store) EnsureAdminKey(ctx context.Context, lookup string, hash []byte, name string) error {
-	if _, err := s.q.ApiKeyEnsureAdmin(ctx, dbsqlc.ApiKeyEnsureAdminParams{Lookup: lookup, Hash: hash, Name: name}); err != nil {
+	revoked, err := s.q.ApiKeyEnsureAdmin(ctx, dbsqlc.ApiKeyEnsureAdminParams{Lookup: lookup, Hash: hash, Name: name})
+	if err != nil {
 		return fmt.Errorf("ensure bootstrap admin key: %w", err)
+	}
+	if revoked {
+		return fmt.Errorf("ensure bootstrap admin key: %w", ErrKeyRevoked)
 	}
 	return nil
 }

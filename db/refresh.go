@@ -63,8 +63,11 @@ type Claim struct {
 	Current     string     // the stored value, "" before the first fetch
 	ExpiresAt   *time.Time // of the stored value
 	AccessToken string     // for tickets: the account's access token
-	Requested   bool
-	Attempts    int
+	// TokenGeneration is the generation of AccessToken, to ask for a compare-and-refresh
+	// when WeChat rejects it.
+	TokenGeneration int64
+	Requested       bool
+	Attempts        int
 	// OpenErr is set when a secret or value did not decrypt; the claim then cannot be
 	// refreshed and the caller records the failure.
 	OpenErr error
@@ -178,7 +181,7 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 			return nil
 		}
 		return q.CredentialDeferToNextQuotaDay(ctx, dbsqlc.CredentialDeferToNextQuotaDayParams{
-			AccountIds: overIDs, Kinds: overKinds, JitterSeconds: 60,
+			AccountIds: overIDs, Kinds: overKinds, JitterSeconds: 600,
 			Message: "wxhub's daily quota guard: no calls left today for this API (limit minus reserve)",
 		})
 	})
@@ -213,6 +216,9 @@ func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimR
 	if cl.Current, err = s.open(d.ValueKeyID, d.ValueCiphertext, valueAD(d.AccountID, d.Kind)); err != nil {
 		cl.OpenErr = fmt.Errorf("%s of account %s: %w", d.Kind, d.Appid, err)
 		return cl
+	}
+	if d.TokenGeneration != nil {
+		cl.TokenGeneration = *d.TokenGeneration
 	}
 	if d.TokenExpiresAt != nil && time.Now().Before(*d.TokenExpiresAt) {
 		if cl.AccessToken, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(d.AccountID, "access_token")); err != nil {
@@ -309,10 +315,12 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 	return nil
 }
 
-// RequestRefresh makes a credential due now if generation is still its current one and no
-// refresh is in flight (compare and refresh). It reports whether it did.
-func (s *Store) RequestRefresh(ctx context.Context, accountID int64, kind string, generation int64) (bool, error) {
-	n, err := s.q.CredentialRequestRefresh(ctx, dbsqlc.CredentialRequestRefreshParams{AccountID: accountID, Kind: kind, Generation: generation})
+// RequestRefresh makes a credential due now if generation is still its current one, no
+// refresh is in flight (compare and refresh) and no request came within minInterval. It
+// reports whether it did.
+func (s *Store) RequestRefresh(ctx context.Context, accountID int64, kind string, generation int64, minInterval time.Duration) (bool, error) {
+	n, err := s.q.CredentialRequestRefresh(ctx, dbsqlc.CredentialRequestRefreshParams{AccountID: accountID, Kind: kind,
+		Generation: generation, MinIntervalSeconds: minInterval.Seconds()})
 	if err != nil {
 		return false, fmt.Errorf("request refresh of %s of account %d: %w", kind, accountID, err)
 	}

@@ -92,6 +92,7 @@ CREATE TABLE credentials (
     claimed_until       timestamptz,
     claim_seq           bigint      NOT NULL DEFAULT 0,
     refresh_requested_at timestamptz,
+    last_request_at     timestamptz,
     attempts            integer     NOT NULL DEFAULT 0 CONSTRAINT credentials_attempts_nonnegative CHECK (attempts >= 0),
     last_error_code     integer,
     last_error_message  text,
@@ -122,6 +123,7 @@ COMMENT ON COLUMN credentials.refresh_at IS 'When a worker should next refresh t
 COMMENT ON COLUMN credentials.claimed_by IS 'The worker that holds or last held the claim (for operators; correctness rests on generation and claim_seq).';
 COMMENT ON COLUMN credentials.claimed_until IS 'End of the current claim''s lease; while it is in the future no other credential of the account is claimed, so one account is refreshed by one worker at a time.';
 COMMENT ON COLUMN credentials.claim_seq IS 'Incremented by every claim; a worker records failures only while the sequence is still its own.';
+COMMENT ON COLUMN credentials.last_request_at IS 'When an app server last caused a requested refresh; requests from app servers closer together than a minute are not honoured, so a misbehaving client cannot drain the quota.';
 COMMENT ON COLUMN credentials.refresh_requested_at IS 'Set when an app server reported the current value rejected; the next refresh may use the quota reserve kept for such requests.';
 COMMENT ON COLUMN credentials.attempts IS 'Consecutive failed refresh attempts; reset to 0 on success and used for backoff.';
 COMMENT ON COLUMN credentials.last_error_code IS 'WeChat errcode of the last failed attempt (or a negative wxhub code for network errors); NULL after a success.';

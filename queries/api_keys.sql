@@ -4,13 +4,18 @@ VALUES (@lookup, @hash, @name, @role, sqlc.narg('tenant_id'), sqlc.narg('expires
 RETURNING *;
 
 -- name: ApiKeyEnsureAdmin :one
--- ApiKeyEnsureAdmin makes sure an admin key with this hash exists and is usable (the
--- bootstrap key from the environment): it is created, or revived if it was revoked.
-INSERT INTO api_keys (lookup, hash, name, role)
-VALUES (@lookup, @hash, @name, 'admin')
-ON CONFLICT (lookup) DO UPDATE
-SET revoked_at = NULL, expires_at = NULL, hash = excluded.hash, role = 'admin', tenant_id = NULL
-RETURNING *;
+-- ApiKeyEnsureAdmin makes sure an admin key with this hash exists (the bootstrap key from the
+-- environment). A key that was revoked stays revoked: an operator who revoked a leaked key
+-- must not see it come back at the next restart.
+WITH inserted AS (
+    INSERT INTO api_keys (lookup, hash, name, role)
+    VALUES (@lookup, @hash, @name, 'admin')
+    ON CONFLICT (lookup) DO NOTHING
+    RETURNING revoked_at
+)
+SELECT (revoked_at IS NOT NULL)::bool AS revoked FROM inserted
+UNION ALL
+SELECT (revoked_at IS NOT NULL)::bool FROM api_keys WHERE lookup = @lookup AND NOT EXISTS (SELECT 1 FROM inserted);
 
 -- name: ApiKeyGetByLookup :one
 SELECT k.*, t.name AS tenant_name

@@ -30,7 +30,8 @@ SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_cipher
        due.expires_at, due.refresh_requested_at, due.attempts,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
        a.secret_ciphertext, a.secret_key_id,
-       t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at
+       t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
+       t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
 LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_token' AND due.kind <> 'access_token'
@@ -105,11 +106,10 @@ LEFT JOIN claimed ON claimed.account_id = i.account_id AND claimed.kind = i.kind
 UPDATE credentials
 SET refresh_at = ((date_trunc('day', (coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
                    + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC')
-                 + make_interval(secs => @jitter_seconds::float8),
+                 + make_interval(secs => random() * @jitter_seconds::float8),
     last_error_code = 45009,
     last_error_message = @message::text
-WHERE account_id = ANY(@account_ids::bigint[])
-  AND kind = ANY(@kinds::text[])
+WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now());
 
 -- name: CredentialWriteFenced :one
@@ -200,14 +200,18 @@ WHERE account_id = @account_id
 -- name: CredentialRequestRefresh :execrows
 -- CredentialRequestRefresh makes a credential due now because its value was reported
 -- rejected. It only acts while the reported generation is still current (compare and
--- refresh) and no refresh is in flight, whose result would answer the report anyway.
+-- refresh), no refresh is in flight (its result answers the report anyway), and the last
+-- request is older than the minimum interval, so a client that reports every value it gets
+-- cannot drain the daily quota.
 UPDATE credentials
 SET refresh_at = now(),
-    refresh_requested_at = now()
+    refresh_requested_at = now(),
+    last_request_at = now()
 WHERE account_id = @account_id
   AND kind = @kind
   AND generation = @generation
-  AND (claimed_until IS NULL OR claimed_until <= now());
+  AND (claimed_until IS NULL OR claimed_until <= now())
+  AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => @min_interval_seconds::float8));
 
 -- name: CredentialCountDue :one
 -- CredentialCountDue is the backlog: credentials that are due and not claimed.
@@ -221,15 +225,14 @@ WHERE refresh_at <= now();
 UPDATE credentials
 SET refresh_at = now() + make_interval(secs => @postpone_seconds::float8),
     last_error_message = @message::text
-WHERE account_id = ANY(@account_ids::bigint[])
-  AND kind = ANY(@kinds::text[])
+WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= now();
 
 -- name: CredentialGetByAppID :one
 -- CredentialGetByAppID is what API nodes load into their cache: the credential with its
 -- account's identity and status.
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       a.appid, a.status AS account_status
+       c.refresh_at, a.appid, a.status AS account_status, a.token_mode
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = @appid

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ type CreateAccountInput struct {
 		Tenant      string         `json:"tenant" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"The owning tenant's name." example:"demo"`
 		TokenMode   string         `json:"token_mode,omitempty" enum:"stable,classic" default:"stable" doc:"stable_token (idempotent, preferred) or the classic cgi-bin/token."`
 		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card" doc:"Tickets to keep fresh."`
-		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account."`
+		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account. Keys are WeChat API names (lowercase letters and _), values at least 0."`
 	}
 }
 
@@ -129,6 +130,9 @@ func (s *Server) registerAccounts() {
 		Summary: "Create an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 409, 422},
 		Description: "Adds a WeChat account; its access token (and tickets) are fetched within seconds by a worker.",
 	}, func(ctx context.Context, in *CreateAccountInput) (*AccountOutput, error) {
+		if err := checkLimits(in.Body.DailyLimits); err != nil {
+			return nil, err
+		}
 		a, err := s.store.CreateAccount(ctx, db.NewAccount{
 			Tenant: in.Body.Tenant, AppID: in.Body.AppID, Kind: in.Body.Kind, Secret: in.Body.Secret,
 			TokenMode: in.Body.TokenMode, Tickets: in.Body.Tickets, DailyLimits: in.Body.DailyLimits,
@@ -222,6 +226,9 @@ func (s *Server) registerAccounts() {
 		Summary: "Change an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 422},
 		Description: "Changes the secret, token mode, daily limits or base information; fields left out stay as they are.",
 	}, func(ctx context.Context, in *UpdateAccountInput) (*AccountOutput, error) {
+		if err := checkLimits(in.Body.DailyLimits); err != nil {
+			return nil, err
+		}
 		a, err := s.account(ctx, in.AppID)
 		if err != nil {
 			return nil, err
@@ -304,7 +311,11 @@ func (s *Server) registerAccounts() {
 		if err != nil {
 			return nil, s.internal(err)
 		}
-		return settingsOutput(st)
+		out, err := settingsOutput(st)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return out, nil
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "put-settings", Method: http.MethodPut, Path: "/v1/accounts/{appid}/settings",
@@ -337,7 +348,11 @@ func (s *Server) registerAccounts() {
 		if err != nil {
 			return nil, err
 		}
-		return settingsOutput(st)
+		out, err := settingsOutput(st)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return out, nil
 	})
 }
 
@@ -421,8 +436,20 @@ func parseETag(v string) (int64, error) {
 		return 0, errors.New("not a quoted ETag")
 	}
 	n, err := strconv.ParseInt(inner, 10, 64)
-	if err != nil || n < 1 {
+	if err != nil || n < 1 || strconv.FormatInt(n, 10) != inner {
 		return 0, errors.New("not a version")
 	}
 	return n, nil
+}
+
+var apiName = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// checkLimits validates daily limit overrides: WeChat API names and non-negative counts.
+func checkLimits(limits map[string]int) error {
+	for api, n := range limits {
+		if !apiName.MatchString(api) || n < 0 {
+			return huma.Error422UnprocessableEntity("daily_limits maps WeChat API names (lowercase letters and _) to counts of at least 0")
+		}
+	}
+	return nil
 }

@@ -92,9 +92,12 @@ type keyCache struct {
 	store *db.Store
 	bound time.Duration
 	epoch uint64
-	mu    sync.Mutex
-	byKey map[[32]byte]keyEntry
-	touch sync.Map // key id → time of the last last_used_at update
+	// revocations counts revocation notices, so a key read just before its revocation
+	// committed is not cached after the notice went by.
+	revocations uint64
+	mu          sync.Mutex
+	byKey       map[[32]byte]keyEntry
+	touch       sync.Map // key id → time of the last last_used_at update
 }
 
 func newKeyCache(store *db.Store, bound time.Duration) *keyCache {
@@ -110,6 +113,7 @@ func (k *keyCache) sessionStarted() {
 func (k *keyCache) revoked(lookup string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.revocations++
 	for h, e := range k.byKey {
 		if e.key.Lookup == lookup {
 			delete(k.byKey, h)
@@ -129,7 +133,7 @@ func (k *keyCache) authenticate(ctx context.Context, key string, listenerUp bool
 	now := time.Now()
 	k.mu.Lock()
 	e, ok := k.byKey[h]
-	epoch := k.epoch
+	epoch, revocations := k.epoch, k.revocations
 	k.mu.Unlock()
 	if !ok || e.epoch != epoch || (!listenerUp && now.Sub(e.loadedAt) > k.bound) {
 		stored, err := k.store.GetAPIKey(ctx, lookup)
@@ -141,7 +145,9 @@ func (k *keyCache) authenticate(ctx context.Context, key string, listenerUp bool
 		}
 		e = keyEntry{key: stored, epoch: epoch, loadedAt: now}
 		k.mu.Lock()
-		k.byKey[h] = e
+		if k.revocations == revocations {
+			k.byKey[h] = e
+		}
 		k.mu.Unlock()
 	}
 	if subtle.ConstantTimeCompare(e.key.Hash, hash) != 1 || e.key.RevokedAt != nil ||

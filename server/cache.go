@@ -43,8 +43,9 @@ type Cache struct {
 	byAccount map[int64]map[credKey]struct{}
 	// notified remembers recent change notifications, so a load that read the database just
 	// before a change committed is not installed over it.
-	notified map[accountKind]notifiedGen
-	waiters  map[accountKind]chan struct{}
+	notified        map[accountKind]notifiedGen
+	accountNotified map[int64]time.Time // when each account last changed, for recent changes
+	waiters         map[accountKind]chan struct{}
 
 	group   singleflight.Group
 	epoch   atomic.Uint64 // incremented by every new listener session
@@ -62,10 +63,11 @@ type notifiedGen struct {
 func NewCache(store *db.Store, bound time.Duration) *Cache {
 	return &Cache{
 		store: store, bound: bound,
-		entries:   map[credKey]*cacheEntry{},
-		byAccount: map[int64]map[credKey]struct{}{},
-		notified:  map[accountKind]notifiedGen{},
-		waiters:   map[accountKind]chan struct{}{},
+		entries:         map[credKey]*cacheEntry{},
+		byAccount:       map[int64]map[credKey]struct{}{},
+		notified:        map[accountKind]notifiedGen{},
+		accountNotified: map[int64]time.Time{},
+		waiters:         map[accountKind]chan struct{}{},
 	}
 }
 
@@ -136,6 +138,9 @@ func (c *Cache) install(k credKey, cred db.CachedCredential, epoch uint64, readA
 	if n, ok := c.notified[accountKind{cred.AccountID, cred.Kind}]; ok && n.generation > cred.Generation {
 		return false
 	}
+	if at, ok := c.accountNotified[cred.AccountID]; ok && !at.Before(readAt) {
+		return false
+	}
 	keys := c.byAccount[cred.AccountID]
 	if keys == nil {
 		keys = map[credKey]struct{}{}
@@ -181,7 +186,9 @@ func (c *Cache) credentialChanged(accountID int64, kind string, generation int64
 }
 
 // accountChanged handles a NOTIFY for an account (status change, deletion): every entry of
-// the account is dropped.
+// the account is dropped, and loads that read the account before the change are not
+// installed. Waiters are not woken: a credential notification means the value changed, and
+// waiters notice a deleted account by their periodic read.
 func (c *Cache) accountChanged(accountID int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -189,12 +196,7 @@ func (c *Cache) accountChanged(accountID int64) {
 		delete(c.entries, k)
 	}
 	delete(c.byAccount, accountID)
-	for ak, ch := range c.waiters {
-		if ak.accountID == accountID {
-			close(ch)
-			delete(c.waiters, ak)
-		}
-	}
+	c.accountNotified[accountID] = time.Now()
 }
 
 // sessionStarted marks a new listener session: everything loaded before it must be read
@@ -219,6 +221,11 @@ func (c *Cache) forgetOldNotifications(olderThan time.Time) {
 	for ak, n := range c.notified {
 		if n.at.Before(olderThan) {
 			delete(c.notified, ak)
+		}
+	}
+	for id, at := range c.accountNotified {
+		if at.Before(olderThan) {
+			delete(c.accountNotified, id)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db"
 )
@@ -20,7 +22,7 @@ import (
 // TokenBody is a credential as the API returns it.
 type TokenBody struct {
 	AccessToken string    `json:"access_token" doc:"The current access token of the account."`
-	ExpiresAt   time.Time `json:"expires_at" doc:"When WeChat stops accepting the token. Clients may cache it until then."`
+	ExpiresAt   time.Time `json:"expires_at" doc:"Until when the token is good: its expiry, or for classic tokens the end of the overlap after the next scheduled refresh, whichever is sooner. Clients may cache it until then, and report a rejection through invalidate."`
 	ExpiresIn   int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down." example:"6840"`
 	Generation  int64     `json:"generation" doc:"Increases with every new token; compare to know which of two is newer."`
 }
@@ -34,7 +36,7 @@ type TokenOutput struct {
 // TicketBody is a ticket as the API returns it.
 type TicketBody struct {
 	Ticket     string    `json:"ticket" doc:"The current ticket."`
-	ExpiresAt  time.Time `json:"expires_at" doc:"When WeChat stops accepting the ticket."`
+	ExpiresAt  time.Time `json:"expires_at" doc:"Until when the ticket is good: its expiry or the end of the overlap after the next scheduled refresh, whichever is sooner."`
 	ExpiresIn  int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down."`
 	Generation int64     `json:"generation" doc:"Increases with every new ticket."`
 }
@@ -104,7 +106,8 @@ func (s *Server) registerCredentials() {
 			return nil, err
 		}
 		out := &TokenOutput{CacheControl: "no-store"}
-		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		good := s.goodUntil(cred)
+		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
 		return out, nil
 	})
 	huma.Register(s.api, huma.Operation{
@@ -118,7 +121,8 @@ func (s *Server) registerCredentials() {
 			return nil, err
 		}
 		out := &TicketOutput{CacheControl: "no-store"}
-		out.Body = TicketBody{Ticket: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		good := s.goodUntil(cred)
+		out.Body = TicketBody{Ticket: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
 		return out, nil
 	})
 	huma.Register(s.api, huma.Operation{
@@ -134,7 +138,8 @@ func (s *Server) registerCredentials() {
 			return nil, err
 		}
 		out := &TokenOutput{CacheControl: "no-store"}
-		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: cred.ExpiresAt, ExpiresIn: secondsLeft(cred.ExpiresAt), Generation: cred.Generation}
+		good := s.goodUntil(cred)
+		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
 		return out, nil
 	})
 	huma.Register(s.api, huma.Operation{
@@ -172,7 +177,22 @@ func JSSDKSignature(ticket, nonceStr string, timestamp int64, pageURL string) st
 	return hex.EncodeToString(sum[:])
 }
 
+// requestInterval is the least time between two refreshes app servers cause for one
+// credential, so a client that reports every value it gets cannot drain the quota.
+const requestInterval = time.Minute
+
 func secondsLeft(t time.Time) int64 { return max(0, int64(time.Until(t)/time.Second)) }
+
+// goodUntil is how long a client may rely on a value: its expiry, but for values whose next
+// fetch kills them, no later than the overlap after the scheduled refresh.
+func (s *Server) goodUntil(c db.CachedCredential) time.Time {
+	if c.Rotates && c.RefreshAt != nil {
+		if end := c.RefreshAt.Add(s.cfg.Overlap); end.Before(c.ExpiresAt) {
+			return end
+		}
+	}
+	return c.ExpiresAt
+}
 
 // credential returns a usable value of an account's credential: one that is valid for at
 // least minTTL (or at all when minTTL is 0). Without one it waits, a bounded time, for the
@@ -186,15 +206,17 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	if err := s.visible(p, cred, err); err != nil {
 		return db.CachedCredential{}, err
 	}
-	if usable(cred, minTTL) {
+	if usable(cred) && time.Until(s.goodUntil(cred)) > minTTL {
 		return cred, nil
 	}
 	requested := false
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
+	// Waiting starts before each read, so a change between the read and the wait is not missed.
+	changed := s.cache.Changed(cred.AccountID, kind)
 	for {
-		if minTTL > 0 && usable(cred, 0) && !requested {
-			did, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation)
+		if minTTL > 0 && usable(cred) && !requested {
+			did, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation, requestInterval)
 			if err != nil {
 				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
 			} else if did {
@@ -203,12 +225,11 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 			}
 			requested = true
 		}
-		changed := s.cache.Changed(cred.AccountID, kind)
 		select {
 		case <-ctx.Done():
-			return db.CachedCredential{}, ctx.Err()
+			return db.CachedCredential{}, s.internal(ctx.Err())
 		case <-deadline.C:
-			if usable(cred, 0) {
+			if usable(cred) {
 				return cred, nil // best effort for min_ttl: the token is still valid
 			}
 			return db.CachedCredential{}, unavailable(kind)
@@ -216,17 +237,19 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		case <-time.After(time.Second):
 			// The listener may be down: look in the database, not only for notifications.
 		}
+		changed = s.cache.Changed(cred.AccountID, kind)
 		if cred, err = s.cache.Reload(ctx, appid, kind); err != nil {
 			return db.CachedCredential{}, s.visible(p, cred, err)
 		}
-		if usable(cred, minTTL) {
+		if usable(cred) && time.Until(s.goodUntil(cred)) > minTTL {
 			return cred, nil
 		}
 	}
 }
 
-func usable(c db.CachedCredential, minTTL time.Duration) bool {
-	return c.Value != "" && time.Until(c.ExpiresAt) > minTTL
+// usable reports whether a value exists and WeChat still accepts it.
+func usable(c db.CachedCredential) bool {
+	return c.Value != "" && time.Now().Before(c.ExpiresAt)
 }
 
 // visible maps lookup errors and other tenants' accounts to API errors. Another tenant's
@@ -254,6 +277,18 @@ func (s *Server) internal(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return huma.Error503ServiceUnavailable("request cancelled or timed out")
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
+		// Class 22 is PostgreSQL refusing the data itself (e.g. a NUL character in JSON).
+		return huma.Error422UnprocessableEntity("the request holds data PostgreSQL cannot store (such as a NUL character)")
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+		s.log.Warn("database unavailable", "err", err)
+		return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("the database is unavailable; retry shortly"),
+			http.Header{"Retry-After": {"2"}})
+	}
 	s.log.Error("request failed", "err", err)
 	return huma.Error500InternalServerError("internal error")
 }
@@ -270,13 +305,13 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		return db.CachedCredential{}, err
 	}
 	if cred.Value != reported {
-		if usable(cred, 0) {
+		if usable(cred) {
 			return cred, nil // a newer token exists already
 		}
 		return s.credential(ctx, appid, "access_token", 0)
 	}
 	changed := s.cache.Changed(cred.AccountID, "access_token")
-	did, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation)
+	did, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation, requestInterval)
 	if err != nil {
 		return db.CachedCredential{}, s.internal(err)
 	}
@@ -286,23 +321,25 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 	}
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
-	for ; ; changed = s.cache.Changed(cred.AccountID, "access_token") {
+	for {
 		select {
 		case <-ctx.Done():
-			return db.CachedCredential{}, ctx.Err()
+			return db.CachedCredential{}, s.internal(ctx.Err())
 		case <-deadline.C:
 			return db.CachedCredential{}, unavailable("access_token")
 		case <-changed:
 		case <-time.After(time.Second):
 		}
+		woke := isClosed(changed)
+		changed = s.cache.Changed(cred.AccountID, "access_token")
 		next, err := s.cache.Reload(ctx, appid, "access_token")
 		if err != nil {
 			return db.CachedCredential{}, s.visible(p, next, err)
 		}
 		// A new generation answers the report; the same generation after a notification
 		// means WeChat confirmed the token (a stable token it still considers current).
-		if next.Generation > cred.Generation || (next.Generation == cred.Generation && isClosed(changed)) {
-			if usable(next, 0) {
+		if next.Generation > cred.Generation || (next.Generation == cred.Generation && woke) {
+			if usable(next) {
 				return next, nil
 			}
 		}

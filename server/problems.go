@@ -31,6 +31,10 @@ func init() {
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 		se := base(status, msg, errs...)
 		if m, ok := se.(*huma.ErrorModel); ok {
+			// huma echoes the offending input in each detail; it may be a secret.
+			for _, d := range m.Errors {
+				d.Value = nil
+			}
 			m.Type = problemTypes[status]
 			if m.Type == "" {
 				m.Type = "about:blank"

@@ -34,6 +34,10 @@ type Config struct {
 	// RefreshWait is how long a request waits for a credential that is missing, expired or
 	// being refreshed before it answers 503 [10s].
 	RefreshWait time.Duration
+	// Overlap is how long WeChat keeps accepting a value after the next one is fetched [300s].
+	// Responses for classic tokens and tickets report an expiry no later than the scheduled
+	// refresh plus the overlap, so clients that cache until expires_at never hold a dead value.
+	Overlap time.Duration
 	// RateLimit is how many requests per second one API key may make to this node, with
 	// bursts of twice that [1000]; negative disables the limit.
 	RateLimit float64
@@ -65,6 +69,9 @@ func New(store *db.Store, cfg Config) *Server {
 	}
 	if cfg.RefreshWait == 0 {
 		cfg.RefreshWait = 10 * time.Second
+	}
+	if cfg.Overlap == 0 {
+		cfg.Overlap = 300 * time.Second
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = 1000

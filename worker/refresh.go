@@ -76,7 +76,10 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			// A stable token replaced in the window stays valid until its own expiry.
 			wr.PreviousValidFor = 24 * time.Hour
 		}
-		generation, err := w.store.WriteCredential(ctx, c, wr)
+		// A bounded attempt: a half-open connection must not outlast the overlap.
+		writeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		generation, err := w.store.WriteCredential(writeCtx, c, wr)
+		cancel()
 		if err == nil {
 			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
 			w.log.Debug("refreshed", "appid", c.AppID, "credential", c.Kind, "generation", generation,
@@ -111,7 +114,7 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 func (w *Worker) requestRefresh(ctx context.Context, c db.Claim) {
 	cur, err := w.store.GetCredential(ctx, c.AccountID, c.Kind)
 	if err == nil {
-		_, err = w.store.RequestRefresh(ctx, c.AccountID, c.Kind, cur.Generation)
+		_, err = w.store.RequestRefresh(ctx, c.AccountID, c.Kind, cur.Generation, 0)
 	}
 	if err != nil {
 		w.log.Error("could not request a refresh after losing the race", "appid", c.AppID, "credential", c.Kind, "err", err)
@@ -151,6 +154,13 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 		kind := wechat.Classify(err)
 		outcome = kind.String()
 		switch kind {
+		case wechat.KindTokenInvalid:
+			// The access token the ticket was fetched with is dead (killed outside wxhub):
+			// compare and refresh it, then the ticket follows.
+			if _, err := w.store.RequestRefresh(ctx, c.AccountID, "access_token", c.TokenGeneration, time.Minute); err != nil {
+				w.log.Error("could not request an access token refresh", "appid", c.AppID, "err", err)
+			}
+			f.RetryIn = w.transientRetry(c)
 		case wechat.KindQuota:
 			f.RetryIn = untilNextQuotaDay(time.Now()) + jitter(time.Minute)
 		case wechat.KindConfiguration, wechat.KindBug, wechat.KindRevoked:
@@ -179,8 +189,9 @@ func (w *Worker) transientRetry(c db.Claim) time.Duration {
 	if left := time.Until(*c.ExpiresAt); left > 0 {
 		return min(d, max(left/4, 50*time.Millisecond))
 	}
-	// The value has expired and app servers are waiting for one: keep the retries frequent.
-	return min(d, jitter(4*w.cfg.RetryBase))
+	// The value has expired and app servers are waiting for one: keep retrying at least every
+	// half minute, which a day-long outage still pays for within the quota guard.
+	return min(d, jitter(30*time.Second))
 }
 
 // backoff is exponential with jitter: between half and all of base·2^(attempt-1), capped.

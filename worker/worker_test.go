@@ -296,7 +296,7 @@ func TestCrashAfterFetchBeforeCommitLosesNothing(t *testing.T) {
 	// Make the token due now, as the schedule would at 80% of its life.
 	cur, err := b.store.GetCredential(ctx, a.ID, "access_token")
 	require.NoError(t, err)
-	_, err = b.store.RequestRefresh(ctx, a.ID, "access_token", cur.Generation)
+	_, err = b.store.RequestRefresh(ctx, a.ID, "access_token", cur.Generation, 0)
 	require.NoError(t, err)
 	<-g.arrived // WeChat issued a new token; the old one now dies after the overlap
 	pool.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -61,7 +62,10 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if key := os.Getenv("WXHUB_BOOTSTRAP_ADMIN_KEY"); key != "" {
-		if err := server.EnsureBootstrapKey(ctx, store, key); err != nil {
+		err := server.EnsureBootstrapKey(ctx, store, key)
+		if errors.Is(err, db.ErrKeyRevoked) {
+			logger.Warn("WXHUB_BOOTSTRAP_ADMIN_KEY was revoked and stays revoked; remove it from the environment")
+		} else if err != nil {
 			return err
 		}
 	}
@@ -86,9 +90,11 @@ func newAPIServer(store *db.Store, cfg server.Config) *server.Server {
 
 // runAPI runs the node's listener and serves its API on ln until ctx ends.
 func runAPI(ctx context.Context, srv *server.Server, ln net.Listener) error {
+	listenerCtx, stopListener := context.WithCancel(ctx)
+	defer stopListener()
 	listenerDone := make(chan struct{})
 	go func() {
-		srv.Run(ctx)
+		srv.Run(listenerCtx)
 		close(listenerDone)
 	}()
 	httpSrv := &http.Server{
@@ -108,6 +114,7 @@ func runAPI(ctx context.Context, srv *server.Server, ln net.Listener) error {
 		defer cancel()
 		err = httpSrv.Shutdown(shutdownCtx)
 	}
+	stopListener()
 	<-listenerDone
 	return err
 }

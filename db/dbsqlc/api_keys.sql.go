@@ -51,11 +51,15 @@ func (q *Queries) ApiKeyCreate(ctx context.Context, arg ApiKeyCreateParams) (Api
 }
 
 const apiKeyEnsureAdmin = `-- name: ApiKeyEnsureAdmin :one
-INSERT INTO api_keys (lookup, hash, name, role)
-VALUES ($1, $2, $3, 'admin')
-ON CONFLICT (lookup) DO UPDATE
-SET revoked_at = NULL, expires_at = NULL, hash = excluded.hash, role = 'admin', tenant_id = NULL
-RETURNING id, lookup, hash, name, role, tenant_id, created_at, expires_at, revoked_at, last_used_at
+WITH inserted AS (
+    INSERT INTO api_keys (lookup, hash, name, role)
+    VALUES ($1, $2, $3, 'admin')
+    ON CONFLICT (lookup) DO NOTHING
+    RETURNING revoked_at
+)
+SELECT (revoked_at IS NOT NULL)::bool AS revoked FROM inserted
+UNION ALL
+SELECT (revoked_at IS NOT NULL)::bool FROM api_keys WHERE lookup = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
 `
 
 type ApiKeyEnsureAdminParams struct {
@@ -64,24 +68,14 @@ type ApiKeyEnsureAdminParams struct {
 	Name   string
 }
 
-// ApiKeyEnsureAdmin makes sure an admin key with this hash exists and is usable (the
-// bootstrap key from the environment): it is created, or revived if it was revoked.
-func (q *Queries) ApiKeyEnsureAdmin(ctx context.Context, arg ApiKeyEnsureAdminParams) (ApiKey, error) {
+// ApiKeyEnsureAdmin makes sure an admin key with this hash exists (the bootstrap key from the
+// environment). A key that was revoked stays revoked: an operator who revoked a leaked key
+// must not see it come back at the next restart.
+func (q *Queries) ApiKeyEnsureAdmin(ctx context.Context, arg ApiKeyEnsureAdminParams) (bool, error) {
 	row := q.db.QueryRow(ctx, apiKeyEnsureAdmin, arg.Lookup, arg.Hash, arg.Name)
-	var i ApiKey
-	err := row.Scan(
-		&i.ID,
-		&i.Lookup,
-		&i.Hash,
-		&i.Name,
-		&i.Role,
-		&i.TenantID,
-		&i.CreatedAt,
-		&i.ExpiresAt,
-		&i.RevokedAt,
-		&i.LastUsedAt,
-	)
-	return i, err
+	var revoked bool
+	err := row.Scan(&revoked)
+	return revoked, err
 }
 
 const apiKeyGetByLookup = `-- name: ApiKeyGetByLookup :one

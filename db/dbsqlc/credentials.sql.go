@@ -159,11 +159,10 @@ const credentialDeferToNextQuotaDay = `-- name: CredentialDeferToNextQuotaDay :e
 UPDATE credentials
 SET refresh_at = ((date_trunc('day', (coalesce($1::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
                    + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC')
-                 + make_interval(secs => $2::float8),
+                 + make_interval(secs => random() * $2::float8),
     last_error_code = 45009,
     last_error_message = $3::text
-WHERE account_id = ANY($4::bigint[])
-  AND kind = ANY($5::text[])
+WHERE (account_id, kind) IN (SELECT unnest($4::bigint[]), unnest($5::text[]))
   AND refresh_at <= coalesce($1::timestamptz, now())
 `
 
@@ -189,7 +188,7 @@ func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg Credent
 }
 
 const credentialGet = `-- name: CredentialGet :one
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, attempts, last_error_code, last_error_message, last_refreshed_at
+SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
 FROM credentials
 WHERE account_id = $1
   AND kind = $2
@@ -220,6 +219,7 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 		&i.ClaimedUntil,
 		&i.ClaimSeq,
 		&i.RefreshRequestedAt,
+		&i.LastRequestAt,
 		&i.Attempts,
 		&i.LastErrorCode,
 		&i.LastErrorMessage,
@@ -230,7 +230,7 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       a.appid, a.status AS account_status
+       c.refresh_at, a.appid, a.status AS account_status, a.token_mode
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = $1
@@ -250,8 +250,10 @@ type CredentialGetByAppIDRow struct {
 	ValueCiphertext []byte
 	ValueKeyID      *string
 	ExpiresAt       *time.Time
+	RefreshAt       *time.Time
 	Appid           string
 	AccountStatus   string
+	TokenMode       string
 }
 
 // CredentialGetByAppID is what API nodes load into their cache: the credential with its
@@ -267,8 +269,10 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 		&i.ValueCiphertext,
 		&i.ValueKeyID,
 		&i.ExpiresAt,
+		&i.RefreshAt,
 		&i.Appid,
 		&i.AccountStatus,
+		&i.TokenMode,
 	)
 	return i, err
 }
@@ -278,7 +282,7 @@ INSERT INTO credentials (tenant_id, account_id, kind, refresh_at)
 VALUES ($1, $2, $3, CASE WHEN $3::text = 'access_token'
     THEN coalesce($4::timestamptz, now()) END)
 ON CONFLICT (account_id, kind) DO NOTHING
-RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, attempts, last_error_code, last_error_message, last_refreshed_at
+RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
 `
 
 type CredentialInsertParams struct {
@@ -315,6 +319,7 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 		&i.ClaimedUntil,
 		&i.ClaimSeq,
 		&i.RefreshRequestedAt,
+		&i.LastRequestAt,
 		&i.Attempts,
 		&i.LastErrorCode,
 		&i.LastErrorMessage,
@@ -324,7 +329,7 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 }
 
 const credentialListByAccount = `-- name: CredentialListByAccount :many
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, attempts, last_error_code, last_error_message, last_refreshed_at
+SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
 FROM credentials
 WHERE account_id = $1
 ORDER BY kind
@@ -356,6 +361,7 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 			&i.ClaimedUntil,
 			&i.ClaimSeq,
 			&i.RefreshRequestedAt,
+			&i.LastRequestAt,
 			&i.Attempts,
 			&i.LastErrorCode,
 			&i.LastErrorMessage,
@@ -385,7 +391,8 @@ SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_cipher
        due.expires_at, due.refresh_requested_at, due.attempts,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
        a.secret_ciphertext, a.secret_key_id,
-       t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at
+       t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
+       t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
 LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_token' AND due.kind <> 'access_token'
@@ -417,6 +424,7 @@ type CredentialLockDueRow struct {
 	TokenCiphertext    []byte
 	TokenKeyID         *string
 	TokenExpiresAt     *time.Time
+	TokenGeneration    *int64
 }
 
 // CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
@@ -451,6 +459,7 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 			&i.TokenCiphertext,
 			&i.TokenKeyID,
 			&i.TokenExpiresAt,
+			&i.TokenGeneration,
 		); err != nil {
 			return nil, err
 		}
@@ -466,8 +475,7 @@ const credentialPostpone = `-- name: CredentialPostpone :exec
 UPDATE credentials
 SET refresh_at = now() + make_interval(secs => $1::float8),
     last_error_message = $2::text
-WHERE account_id = ANY($3::bigint[])
-  AND kind = ANY($4::text[])
+WHERE (account_id, kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
   AND refresh_at <= now()
 `
 
@@ -532,24 +540,34 @@ func (q *Queries) CredentialRecordFailure(ctx context.Context, arg CredentialRec
 const credentialRequestRefresh = `-- name: CredentialRequestRefresh :execrows
 UPDATE credentials
 SET refresh_at = now(),
-    refresh_requested_at = now()
+    refresh_requested_at = now(),
+    last_request_at = now()
 WHERE account_id = $1
   AND kind = $2
   AND generation = $3
   AND (claimed_until IS NULL OR claimed_until <= now())
+  AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => $4::float8))
 `
 
 type CredentialRequestRefreshParams struct {
-	AccountID  int64
-	Kind       string
-	Generation int64
+	AccountID          int64
+	Kind               string
+	Generation         int64
+	MinIntervalSeconds float64
 }
 
 // CredentialRequestRefresh makes a credential due now because its value was reported
 // rejected. It only acts while the reported generation is still current (compare and
-// refresh) and no refresh is in flight, whose result would answer the report anyway.
+// refresh), no refresh is in flight (its result answers the report anyway), and the last
+// request is older than the minimum interval, so a client that reports every value it gets
+// cannot drain the daily quota.
 func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRequestRefreshParams) (int64, error) {
-	result, err := q.db.Exec(ctx, credentialRequestRefresh, arg.AccountID, arg.Kind, arg.Generation)
+	result, err := q.db.Exec(ctx, credentialRequestRefresh,
+		arg.AccountID,
+		arg.Kind,
+		arg.Generation,
+		arg.MinIntervalSeconds,
+	)
 	if err != nil {
 		return 0, err
 	}

@@ -111,6 +111,8 @@ type Credential struct {
 	ClaimSeq int64
 	// Set when an app server reported the current value rejected; the next refresh may use the quota reserve kept for such requests.
 	RefreshRequestedAt *time.Time
+	// When an app server last caused a requested refresh; requests from app servers closer together than a minute are not honoured, so a misbehaving client cannot drain the quota.
+	LastRequestAt *time.Time
 	// Consecutive failed refresh attempts; reset to 0 on success and used for backoff.
 	Attempts int32
 	// WeChat errcode of the last failed attempt (or a negative wxhub code for network errors); NULL after a success.
