@@ -4,7 +4,7 @@ SHELL := bash
 
 SQLC := go run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
 
-.PHONY: build run test lint generate check-generated
+.PHONY: build run test fuzz-short lint generate check-generated
 
 build:
 	go build -o bin/wxhub ./cmd/wxhub
@@ -17,6 +17,18 @@ run:
 # themselves. Per-test RUN/PAUSE/CONT lines and passing subtests are left out of the output.
 test:
 	go test -race -count=1 -v ./... 2>&1 | grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]+--- PASS)'
+
+# Every fuzz target for a few seconds beyond its seed corpus (the seeds run in `make test`).
+# For a real search, run one target for longer: go test -run XXX -fuzz '^FuzzName$$' -fuzztime 60s ./pkg
+FUZZTIME ?= 3s
+fuzz-short:
+	@for f in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.*')); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/p' $$f); do \
+			echo "fuzz $$t in $$(dirname $$f) for $(FUZZTIME)"; \
+			go test -run XXX -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) > /tmp/wxhub-fuzz.log 2>&1 || \
+				{ cat /tmp/wxhub-fuzz.log; exit 1; }; \
+		done; \
+	done
 
 lint: check-generated
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.*')); \
