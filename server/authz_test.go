@@ -69,10 +69,16 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 	e.tenant(t, n, "other")
 	ownKey := e.tenantKey(t, n, "own")
 	revoked := e.tenantKey(t, n, "own")
+	res := n.call(t, adminKey, http.MethodPost, "/v1/api-keys",
+		map[string]any{"name": "short-lived", "role": "tenant", "tenant": "own", "expires_at": time.Now().Add(time.Second).Format(time.RFC3339Nano)})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	expired := res.json(t)["key"].(string)
+	require.Equal(t, http.StatusOK, n.call(t, expired, http.MethodGet, "/v1/accounts", nil).status, "usable before its expiry")
+	time.Sleep(1100 * time.Millisecond)
 	keys := n.call(t, adminKey, http.MethodGet, "/v1/api-keys", nil)
 	var listed []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(keys.text), &listed))
-	require.Equal(t, http.StatusNoContent, n.call(t, adminKey, http.MethodDelete, "/v1/api-keys/"+jsonID(listed[len(listed)-1]), nil).status)
+	require.Equal(t, http.StatusNoContent, n.call(t, adminKey, http.MethodDelete, "/v1/api-keys/"+jsonID(listed[len(listed)-2]), nil).status)
 
 	i := 0
 	for _, id := range ops {
@@ -103,6 +109,7 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 		t.Run(id, func(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, request("", target("own")), "no key")
 			require.Equal(t, http.StatusUnauthorized, request(revoked, target("own")), "revoked key")
+			require.Equal(t, http.StatusUnauthorized, request(expired, target("own")), "expired key")
 			require.Equal(t, http.StatusUnauthorized, request("wxh_"+strings.Repeat("0", 72), target("own")), "key with a bad checksum")
 			require.Equal(t, c.admin, request(adminKey, target("own")), "admin key")
 			require.Equal(t, c.own, request(ownKey, target("own")), "tenant key, own account")
