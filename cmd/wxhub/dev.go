@@ -91,15 +91,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, *databaseURL)
+	store, closeStore, err := openStore(ctx, *databaseURL, ring)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store := db.NewStore(pool, ring)
-	if err := store.CheckKeyRing(ctx); err != nil {
-		return err
-	}
+	defer closeStore()
 
 	simLn, err := net.Listen("tcp", *simListen)
 	if err != nil {

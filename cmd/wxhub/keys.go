@@ -36,15 +36,11 @@ func runKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, *databaseURL)
+	store, closeStore, err := openStore(ctx, *databaseURL, ring)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store := db.NewStore(pool, ring)
-	if err := store.CheckKeyRing(ctx); err != nil {
-		return err
-	}
+	defer closeStore()
 	report := func(p db.RotationProgress) {
 		fmt.Fprintf(stdout, "re-encrypted %d secrets and %d credentials under key %q (%d changed meanwhile and were already current)\n",
 			p.Secrets, p.Credentials, ring.CurrentID(), p.Skipped)

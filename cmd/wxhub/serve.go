@@ -52,15 +52,11 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, *databaseURL)
+	store, closeStore, err := openStore(ctx, *databaseURL, ring)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store := db.NewStore(pool, ring)
-	if err := store.CheckKeyRing(ctx); err != nil {
-		return err
-	}
+	defer closeStore()
 	if key := os.Getenv("WXHUB_BOOTSTRAP_ADMIN_KEY"); key != "" {
 		err := server.EnsureBootstrapKey(ctx, store, key)
 		if errors.Is(err, db.ErrKeyRevoked) {

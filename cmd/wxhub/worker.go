@@ -59,16 +59,11 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, *databaseURL)
+	store, closeStore, err := openStore(ctx, *databaseURL, ring)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-
-	store := db.NewStore(pool, ring)
-	if err := store.CheckKeyRing(ctx); err != nil {
-		return err
-	}
+	defer closeStore()
 	reg := prometheus.NewRegistry()
 	cfg.Logger, cfg.Registerer = logger, reg
 	client := wechat.New(*baseURL, &http.Client{Transport: &http.Transport{
@@ -96,6 +91,21 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		logger.Info("worker metrics listening", "addr", ln.Addr().String())
 	}
 	return w.Run(ctx)
+}
+
+// openStore connects to the database and refuses a key ring that cannot open what is
+// stored; the returned function closes the pool.
+func openStore(ctx context.Context, databaseURL string, ring *keyring.Ring) (*db.Store, func(), error) {
+	pool, err := db.Open(ctx, databaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	store := db.NewStore(pool, ring)
+	if err := store.CheckKeyRing(ctx); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return store, pool.Close, nil
 }
 
 // loadKeyRing reads WXHUB_KEYS; serve and worker refuse to run without it, since they would
