@@ -62,6 +62,7 @@ type Account struct {
 	Tickets      []string
 	DailyLimits  map[string]int
 	BaseInfo     json.RawMessage // a JSON object owned by the app servers
+	Settings     Settings
 	CreatedAt    time.Time
 }
 
@@ -125,6 +126,7 @@ func toAccount(row dbsqlc.Account) (Account, error) {
 		ID: row.ID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
 		Status: row.Status, StatusReason: row.StatusReason, TokenMode: row.TokenMode,
 		Tickets: row.Tickets, BaseInfo: row.BaseInfo, CreatedAt: row.CreatedAt,
+		Settings: Settings{Document: row.Settings, Version: row.SettingsVersion},
 	}
 	if err := json.Unmarshal(row.DailyLimits, &a.DailyLimits); err != nil {
 		return Account{}, fmt.Errorf("account %s: daily limits: %w", row.Appid, err)
@@ -317,15 +319,6 @@ var ErrStaleVersion = errors.New("settings version is not the current one")
 type Settings struct {
 	Document json.RawMessage
 	Version  int64
-}
-
-// GetSettings returns an account's settings.
-func (s *Store) GetSettings(ctx context.Context, appid string) (Settings, error) {
-	row, err := s.q.AccountGetByAppID(ctx, appid)
-	if err != nil {
-		return Settings{}, notFound(err, "account "+appid)
-	}
-	return Settings{Document: row.Settings, Version: row.SettingsVersion}, nil
 }
 
 // PutSettings replaces an account's settings if expectedVersion is still current.

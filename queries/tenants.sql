@@ -12,8 +12,3 @@ WHERE name = @name;
 SELECT *
 FROM tenants
 ORDER BY name;
-
--- name: TenantGetByID :one
-SELECT *
-FROM tenants
-WHERE id = @id;

@@ -304,14 +304,11 @@ func (s *Server) registerAccounts() {
 		Summary: "Get an account's settings", Tags: tags, Metadata: both, Errors: []int{401, 403, 404},
 		Description: "The personalized settings document; the ETag header carries its version.",
 	}, func(ctx context.Context, in *SettingsInput) (*SettingsOutput, error) {
-		if _, err := s.account(ctx, in.AppID); err != nil {
+		a, err := s.account(ctx, in.AppID)
+		if err != nil {
 			return nil, err
 		}
-		st, err := s.store.GetSettings(ctx, in.AppID)
-		if err != nil {
-			return nil, s.internal(err)
-		}
-		out, err := settingsOutput(st)
+		out, err := settingsOutput(a.Settings)
 		if err != nil {
 			return nil, s.internal(err)
 		}

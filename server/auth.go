@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,7 @@ type keyEntry struct {
 // than the bound are read again.
 type keyCache struct {
 	store *db.Store
+	log   *slog.Logger
 	bound time.Duration
 	epoch uint64
 	// revocations counts revocation notices, so a key read just before its revocation
@@ -100,8 +102,8 @@ type keyCache struct {
 	touch       sync.Map // key id → time of the last last_used_at update
 }
 
-func newKeyCache(store *db.Store, bound time.Duration) *keyCache {
-	return &keyCache{store: store, bound: bound, byKey: map[[32]byte]keyEntry{}}
+func newKeyCache(store *db.Store, bound time.Duration, log *slog.Logger) *keyCache {
+	return &keyCache{store: store, log: log, bound: bound, byKey: map[[32]byte]keyEntry{}}
 }
 
 func (k *keyCache) sessionStarted() {
@@ -171,6 +173,8 @@ func (k *keyCache) touchLater(id int64, now time.Time) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = k.store.TouchAPIKey(ctx, id)
+		if err := k.store.TouchAPIKey(ctx, id); err != nil {
+			k.log.Warn("last_used_at not recorded", "key_id", id, "err", err)
+		}
 	}()
 }

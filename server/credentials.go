@@ -105,10 +105,7 @@ func (s *Server) registerCredentials() {
 		if err != nil {
 			return nil, err
 		}
-		out := &TokenOutput{CacheControl: "no-store"}
-		good := s.goodUntil(cred)
-		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
-		return out, nil
+		return s.tokenOutput(cred), nil
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-ticket", Method: http.MethodGet, Path: "/v1/accounts/{appid}/tickets/{type}",
@@ -137,10 +134,7 @@ func (s *Server) registerCredentials() {
 		if err != nil {
 			return nil, err
 		}
-		out := &TokenOutput{CacheControl: "no-store"}
-		good := s.goodUntil(cred)
-		out.Body = TokenBody{AccessToken: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
-		return out, nil
+		return s.tokenOutput(cred), nil
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "create-jssdk-config", Method: http.MethodPost, Path: "/v1/accounts/{appid}/jssdk-config",
@@ -180,6 +174,13 @@ func JSSDKSignature(ticket, nonceStr string, timestamp int64, pageURL string) st
 // requestInterval is the least time between two refreshes app servers cause for one
 // credential, so a client that reports every value it gets cannot drain the quota.
 const requestInterval = time.Minute
+
+// tokenOutput is the answer of the access-token operations.
+func (s *Server) tokenOutput(cred db.CachedCredential) *TokenOutput {
+	good := s.goodUntil(cred)
+	return &TokenOutput{CacheControl: "no-store", Body: TokenBody{AccessToken: cred.Value, ExpiresAt: good,
+		ExpiresIn: secondsLeft(good), Generation: cred.Generation}}
+}
 
 func secondsLeft(t time.Time) int64 { return max(0, int64(time.Until(t)/time.Second)) }
 

@@ -115,7 +115,7 @@ func TestValidationErrorsAreProblemsAndWriteNothing(t *testing.T) {
 	accounts, err := e.store.ListAccounts(context.Background(), db.AccountFilter{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, accounts, 1, "nothing was written")
-	st, err := e.store.GetSettings(context.Background(), appid(1))
+	a, err := e.store.GetAccount(context.Background(), appid(1))
 	require.NoError(t, err)
-	require.Equal(t, int64(1), st.Version)
+	require.Equal(t, int64(1), a.Settings.Version)
 }

@@ -84,7 +84,7 @@ func New(store *db.Store, cfg Config) *Server {
 	}
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger}
 	s.cache = NewCache(store, cfg.StalenessBound)
-	s.keys = newKeyCache(store, cfg.StalenessBound)
+	s.keys = newKeyCache(store, cfg.StalenessBound, cfg.Logger)
 	s.listener = &Listener{url: cfg.ListenerURL, cache: s.cache, keys: s.keys, bound: cfg.StalenessBound, log: cfg.Logger}
 	s.metrics = newAPIMetrics(cfg.Registry, s)
 

@@ -22,19 +22,6 @@ func (q *Queries) TenantCreate(ctx context.Context, name string) (Tenant, error)
 	return i, err
 }
 
-const tenantGetByID = `-- name: TenantGetByID :one
-SELECT id, name, created_at
-FROM tenants
-WHERE id = $1
-`
-
-func (q *Queries) TenantGetByID(ctx context.Context, id int64) (Tenant, error) {
-	row := q.db.QueryRow(ctx, tenantGetByID, id)
-	var i Tenant
-	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
-	return i, err
-}
-
 const tenantGetByName = `-- name: TenantGetByName :one
 SELECT id, name, created_at
 FROM tenants
