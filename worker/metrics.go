@@ -11,6 +11,7 @@ type metrics struct {
 	retries   prometheus.Counter
 	overQuota prometheus.Counter
 	due       prometheus.Gauge
+	calling   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,8 +41,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wxhub_worker_due_credentials",
 			Help: "Credentials due for refresh and not yet claimed (the backlog).",
 		}),
+		calling: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wxhub_worker_upstream_in_flight",
+			Help: "WeChat credential calls waiting for their answer.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due} {
+	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due, m.calling} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

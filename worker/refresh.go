@@ -33,7 +33,9 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 	}
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	start := time.Now()
+	w.metrics.calling.Inc()
 	tok, err := r.fetch(callCtx, w.wechat, c)
+	w.metrics.calling.Dec()
 	cancel()
 	result := "ok"
 	if err != nil {
@@ -86,6 +88,13 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 				"expires_in", lifetime.Round(time.Second), "refresh_in", wr.RefreshIn.Round(time.Second))
 			return
 		}
+		if errors.Is(err, db.ErrFenced) && attempt > 1 && w.storedEarlier(ctx, c, value) {
+			// An earlier attempt was committed but its answer was lost with the connection.
+			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
+			w.log.Info("an earlier attempt had stored the value; its answer was lost", "appid", c.AppID,
+				"credential", c.Kind, "attempts", attempt)
+			return
+		}
 		if errors.Is(err, db.ErrFenced) {
 			w.metrics.refreshes.WithLabelValues(c.Kind, "fenced").Inc()
 			w.log.Warn("another worker refreshed first; value discarded", "appid", c.AppID, "credential", c.Kind)
@@ -108,6 +117,17 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			"attempt", attempt, "retry_in", wait, "err", err)
 		time.Sleep(wait)
 	}
+}
+
+// storedEarlier reports whether the stored value is value, written as the generation right
+// after the claim's: a write whose commit succeeded after its connection broke.
+func (w *Worker) storedEarlier(ctx context.Context, c db.Claim, value string) bool {
+	cur, err := w.store.GetCredential(ctx, c.AccountID, c.Kind)
+	if err != nil {
+		w.log.Warn("could not read the credential back after a fenced retry", "appid", c.AppID, "credential", c.Kind, "err", err)
+		return false
+	}
+	return cur.Generation == c.Generation+1 && cur.Value == value
 }
 
 // requestRefresh makes the credential due again at its current generation.
@@ -173,7 +193,11 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 	w.metrics.refreshes.WithLabelValues(c.Kind, outcome).Inc()
 	w.log.Warn("refresh failed", "appid", c.AppID, "credential", c.Kind, "kind", outcome,
 		"code", f.Code, "err", err, "retry_in", f.RetryIn.Round(time.Millisecond))
-	if err := w.store.RecordFailure(ctx, c, f); err != nil {
+	switch err := w.store.RecordFailure(ctx, c, f); {
+	case errors.Is(err, db.ErrClaimLost):
+		// This worker was paused past its lease and another one has taken the credential over.
+		w.log.Warn("failure not recorded: the claim was taken over", "appid", c.AppID, "credential", c.Kind)
+	case err != nil:
 		w.log.Error("could not record the failure; the claim's lease will expire", "appid", c.AppID, "credential", c.Kind, "err", err)
 	}
 }

@@ -26,6 +26,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	listen := fs.String("listen", envOr("WXHUB_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env WXHUB_LISTEN)")
 	bound := fs.Duration("staleness-bound", 30*time.Second, "longest a cached credential is served without a live listener or a fresh read")
 	wait := fs.Duration("refresh-wait", 10*time.Second, "how long a request waits for a missing or expired credential before 503")
+	overlap := fs.Duration("overlap", 300*time.Second, "how long WeChat accepts a replaced token, as given to the workers (change only against a simulator)")
 	rateLimit := fs.Float64("rate-limit", 1000, "requests per second one API key may make to this node (bursts of twice that); negative disables")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -41,8 +42,8 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if *rateLimit == 0 {
 		return fmt.Errorf("%w: --rate-limit 0 would refuse everything; use a negative value to disable it", errUsage)
 	}
-	if *bound < 3*time.Second || *wait <= 0 {
-		return fmt.Errorf("%w: need --staleness-bound >= 3s and --refresh-wait > 0", errUsage)
+	if *bound < 3*time.Second || *wait <= 0 || *overlap <= 0 {
+		return fmt.Errorf("%w: need --staleness-bound >= 3s, --refresh-wait > 0 and --overlap > 0", errUsage)
 	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {
@@ -72,7 +73,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, RateLimit: *rateLimit, Logger: logger})
+	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, Logger: logger})
 	logger.Info("API listening", "addr", ln.Addr().String())
 	return runAPI(ctx, srv, ln)
 }

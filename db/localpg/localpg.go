@@ -290,6 +290,29 @@ func (s *Server) Kill() error {
 	return errors.Join(s.killTree(), s.removeFiles())
 }
 
+// StopImmediate shuts the server down as `pg_ctl stop -m immediate` does: the postmaster
+// gets SIGQUIT, its children quit without a checkpoint, and the next Start with the same
+// Options runs crash recovery. Unlike Kill it lets PostgreSQL end its own processes, so it is
+// the crash an operator or a supervisor causes. A temporary data folder is removed, since
+// nothing could restart it. Calls after the first, and after Stop or Kill, do nothing.
+func (s *Server) StopImmediate() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil
+	}
+	s.ended = true
+	// An already exited server makes Signal fail; the wait below then returns at once.
+	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.exited:
+		return s.removeFiles()
+	case <-time.After(stopTimeout):
+		return errors.Join(s.killTree(), s.removeFiles(),
+			fmt.Errorf("localpg: postgres did not stop within %s of SIGQUIT and was killed", stopTimeout))
+	}
+}
+
 // halt asks the postmaster for a fast shutdown and waits for it, killing it if it hangs.
 func (s *Server) halt() error {
 	// An already exited server makes Signal fail; the wait below then returns at once.

@@ -122,14 +122,16 @@ func TestPersistentDataSurvivesStop(t *testing.T) {
 	}
 }
 
-func TestKillThenStartRecoversCommittedData(t *testing.T) {
+func TestCrashThenStartRecoversCommittedData(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		port func(t *testing.T) int
+		name  string
+		port  func(t *testing.T) int
+		crash func(*localpg.Server) error
 	}{
-		{"same port", freePort},
-		{"any port", func(*testing.T) int { return 0 }},
+		{"kill, same port", freePort, (*localpg.Server).Kill},
+		{"kill, any port", func(*testing.T) int { return 0 }, (*localpg.Server).Kill},
+		{"immediate stop, same port", freePort, (*localpg.Server).StopImmediate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -143,9 +145,9 @@ func TestKillThenStartRecoversCommittedData(t *testing.T) {
 			_, err = open.Exec(t.Context(), "BEGIN; INSERT INTO notes VALUES (2, 'never committed')")
 			require.NoError(t, err)
 
-			require.NoError(t, first.Kill())
-			require.FileExists(t, filepath.Join(opts.DataDir, "postmaster.pid"), "a crash leaves the pid file behind")
-			require.NoError(t, first.Stop(), "Stop after Kill does nothing")
+			require.NoError(t, tc.crash(first))
+			require.Error(t, open.Ping(t.Context()), "the open session ended with the server")
+			require.NoError(t, first.Stop(), "Stop after a crash does nothing")
 
 			second := start(t, opts)
 			require.Equal(t, []string{"committed before the crash"}, notes(t, second))

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Relay is the fault proxy between one wxhub process and PostgreSQL. It forwards TCP
+// connections to a target and breaks them on command: reset every connection, reset a
+// connection at its next COMMIT, or hold all traffic (a partition: nothing is closed and
+// nothing arrives, so each side learns of it only through its own timeouts).
+type Relay struct {
+	ln     net.Listener
+	target string
+
+	blackhole atomic.Bool
+	// commitResets is how many connections are still to be reset at a COMMIT.
+	commitResets atomic.Int64
+	// commitsCut counts the resets done at a COMMIT, before and after the server ran it.
+	commitsCutBefore, commitsCutAfter atomic.Int64
+	// marker names the statement whose executions CutAfterStatement cuts after the server
+	// answered; statementResets is how many are still to cut, statementsCut how many were.
+	marker                         string
+	statementResets, statementsCut atomic.Int64
+
+	mu     sync.Mutex
+	conns  map[*relayConn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type relayConn struct {
+	client, server net.Conn
+	once           sync.Once
+	done           atomic.Bool
+	// cutNextAnswer is set when the client executed the marked statement: the server's next
+	// answer is dropped and the connection reset.
+	cutNextAnswer atomic.Bool
+	frontend      frontendParser
+}
+
+// close resets both sides: SO_LINGER 0 makes the kernel send an RST, as a failed network
+// path or a crashed peer would, instead of an orderly FIN.
+func (c *relayConn) close() {
+	c.once.Do(func() {
+		c.done.Store(true)
+		for _, conn := range []net.Conn{c.client, c.server} {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+		}
+	})
+}
+
+// NewRelay listens on a free loopback port and forwards every connection to target. A
+// non-empty marker makes the relay follow the client's protocol messages, so that
+// CutAfterStatement can find the executions of the statement whose SQL contains it.
+func NewRelay(target, marker string) (*Relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{ln: ln, target: target, marker: marker, conns: map[*relayConn]struct{}{}}
+	r.wg.Add(1)
+	go r.accept()
+	return r, nil
+}
+
+// Port is the relay's port on 127.0.0.1.
+func (r *Relay) Port() int { return r.ln.Addr().(*net.TCPAddr).Port }
+
+func (r *Relay) accept() {
+	defer r.wg.Done()
+	for {
+		client, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.DialTimeout("tcp", r.target, 5*time.Second)
+		if err != nil {
+			// PostgreSQL is down: the client sees the connection refused, as it would directly.
+			if tc, ok := client.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = client.Close()
+			continue
+		}
+		c := &relayConn{client: client, server: server}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			c.close()
+			return
+		}
+		r.conns[c] = struct{}{}
+		r.wg.Add(2)
+		r.mu.Unlock()
+		go r.pipe(c, client, server, true)
+		go r.pipe(c, server, client, false)
+	}
+}
+
+var (
+	// commitQuery is pgx's Tx.Commit on the wire: a simple-protocol Query message.
+	commitQuery = []byte("commit")
+	// commitDone is the server's CommandComplete tag for a COMMIT that took effect.
+	commitDone = []byte("COMMIT\x00")
+)
+
+// pipe copies one direction until either side fails. While the blackhole is on nothing is
+// delivered: what was read waits, and the rest waits in the kernel, as behind a partition.
+func (r *Relay) pipe(c *relayConn, from, to net.Conn, fromClient bool) {
+	defer r.wg.Done()
+	defer func() {
+		c.close()
+		r.mu.Lock()
+		delete(r.conns, c)
+		r.mu.Unlock()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := from.Read(buf)
+		// A read already waiting when the blackhole came on must not deliver either.
+		for r.blackhole.Load() && !c.done.Load() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if c.done.Load() {
+			return
+		}
+		if n > 0 {
+			if r.cutAtCommit(buf[:n], fromClient) {
+				return
+			}
+			if fromClient && r.marker != "" && c.frontend.executes(buf[:n], r.marker) && r.statementResets.Load() > 0 {
+				c.cutNextAnswer.Store(true)
+			}
+			if !fromClient && c.cutNextAnswer.Swap(false) && r.statementResets.Add(-1) >= 0 {
+				r.statementsCut.Add(1)
+				return
+			}
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cutAtCommit reports whether the chunk is a COMMIT to cut. Resets alternate between the
+// client's COMMIT (the server never sees it and rolls back) and the server's answer to it
+// (the transaction is committed, but the client cannot know): both leave the client with
+// a transaction of unknown outcome.
+func (r *Relay) cutAtCommit(chunk []byte, fromClient bool) bool {
+	if r.commitResets.Load() <= 0 {
+		return false
+	}
+	before := r.commitResets.Load()%2 == 0
+	var match bool
+	if fromClient {
+		match = before && len(chunk) > 0 && chunk[0] == 'Q' && bytes.Contains(bytes.ToLower(chunk), commitQuery)
+	} else {
+		match = !before && bytes.Contains(chunk, commitDone)
+	}
+	if !match || r.commitResets.Add(-1) < 0 {
+		return false
+	}
+	if fromClient {
+		r.commitsCutBefore.Add(1)
+	} else {
+		r.commitsCutAfter.Add(1)
+	}
+	return true
+}
+
+// CutAfterStatement resets the next n connections that execute the marked statement (see
+// NewRelay), after PostgreSQL ran it and before its answer reaches the client. For a
+// statement outside a transaction that is a reset after COMMIT: the change is made, and the
+// client does not know it.
+func (r *Relay) CutAfterStatement(n int) { r.statementResets.Store(int64(n)) }
+
+// StatementsCut returns how many connections CutAfterStatement reset so far.
+func (r *Relay) StatementsCut() int64 { return r.statementsCut.Load() }
+
+// frontendParser follows the client's side of the PostgreSQL protocol (version 3) far
+// enough to know which prepared statement each Bind executes.
+type frontendParser struct {
+	started bool
+	buf     []byte
+	marked  map[string]bool // statement name → its SQL contains the marker
+}
+
+// executes reports whether chunk binds a statement whose SQL contains marker.
+func (p *frontendParser) executes(chunk []byte, marker string) bool {
+	if p.marked == nil {
+		p.marked = map[string]bool{}
+	}
+	p.buf = append(p.buf, chunk...)
+	hit := false
+	for {
+		if !p.started {
+			// The startup message has a length but no type byte.
+			if len(p.buf) < 4 {
+				return hit
+			}
+			n := int(binary.BigEndian.Uint32(p.buf))
+			if len(p.buf) < n {
+				return hit
+			}
+			p.buf, p.started = p.buf[n:], true
+			continue
+		}
+		if len(p.buf) < 5 {
+			return hit
+		}
+		n := int(binary.BigEndian.Uint32(p.buf[1:5]))
+		if len(p.buf) < 1+n {
+			return hit
+		}
+		typ, body := p.buf[0], p.buf[5:1+n]
+		switch typ {
+		case 'P': // Parse: statement name, SQL
+			name, rest, _ := bytes.Cut(body, []byte{0})
+			query, _, _ := bytes.Cut(rest, []byte{0})
+			p.marked[string(name)] = bytes.Contains(query, []byte(marker))
+		case 'B': // Bind: portal name, statement name
+			_, rest, _ := bytes.Cut(body, []byte{0})
+			name, _, _ := bytes.Cut(rest, []byte{0})
+			hit = hit || p.marked[string(name)]
+		}
+		p.buf = p.buf[1+n:]
+	}
+}
+
+// ResetAll resets every open connection.
+func (r *Relay) ResetAll() {
+	r.mu.Lock()
+	conns := make([]*relayConn, 0, len(r.conns))
+	for c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+}
+
+// ResetAtCommit resets the next n connections that commit a transaction.
+func (r *Relay) ResetAtCommit(n int) { r.commitResets.Store(int64(n)) }
+
+// CommitsCut returns how many connections were reset at a COMMIT so far: before the server
+// received it, and after the server committed.
+func (r *Relay) CommitsCut() (before, after int64) {
+	return r.commitsCutBefore.Load(), r.commitsCutAfter.Load()
+}
+
+// Blackhole holds (true) or releases (false) all traffic without closing anything.
+func (r *Relay) Blackhole(on bool) { r.blackhole.Store(on) }
+
+// Close stops the relay and resets its connections. Calls after the first do nothing.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	err := r.ln.Close()
+	r.ResetAll()
+	r.wg.Wait()
+	return err
+}
