@@ -23,6 +23,9 @@ const (
 	Unavailable Outcome = "503 from wxhub"
 	OtherStatus Outcome = "other answer from wxhub"
 	Unreachable Outcome = "node unreachable"
+	// LateUse is a token WeChat refused because it reached WeChat after the expires_at wxhub
+	// gave with it: the latency faults slow the use as well.
+	LateUse Outcome = "token used after its expires_at"
 )
 
 // Rejection is one token WeChat refused.
@@ -120,8 +123,9 @@ func (c *Cluster) RunAppServers(ctx context.Context, n int, pause time.Duration,
 }
 
 type tokenAnswer struct {
-	AccessToken string `json:"access_token"`
-	Generation  int64  `json:"generation"`
+	AccessToken string    `json:"access_token"`
+	Generation  int64     `json:"generation"`
+	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // appRequest does one get-and-use round for appid, retrying once after a rejection.
@@ -163,11 +167,15 @@ func (c *Cluster) appRequest(ctx context.Context, appid string, rec *Recorder, r
 			rec.oddAnswer(fmt.Sprintf("using a token failed: %v", err))
 			return
 		}
-		if code == 0 {
-			rec.add(time.Now(), Accepted)
+		switch now := time.Now(); {
+		case code == 0:
+			rec.add(now, Accepted)
 			return
+		case !now.Before(tok.ExpiresAt):
+			rec.add(now, LateUse)
+		default:
+			rec.reject(Rejection{At: now, AppID: appid, Node: c.Nodes[node].Name, Generation: tok.Generation, ErrCode: code})
 		}
-		rec.reject(Rejection{At: time.Now(), AppID: appid, Node: c.Nodes[node].Name, Generation: tok.Generation, ErrCode: code})
 		_, _ = c.API(ctx, node, http.MethodPost, "/v1/accounts/"+appid+"/access-token/invalidate",
 			map[string]any{"access_token": tok.AccessToken, "errcode": code}, nil)
 		if retry {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,9 +54,10 @@ type Account struct {
 // Cluster is the deployment under test: PostgreSQL, the simulator, workers and API nodes as
 // separate processes, and a fault relay between every wxhub process and PostgreSQL.
 type Cluster struct {
-	Opts     Options
-	bin      string
-	env      []string
+	Opts Options
+	bin  string
+	env  []string
+	// AdminKey is the bootstrap admin API key every node accepts.
 	AdminKey string
 
 	pgOpts localpg.Options
@@ -64,18 +66,24 @@ type Cluster struct {
 	// DB is a direct pool (no relay) the harness observes and breaks things through.
 	DB *pgxpool.Pool
 
+	// Sim is the simulator's process, SimURL its base URL and SimAPI a client for it.
 	Sim    *Proc
 	SimURL string
 	SimAPI *wechatsim.Client
 
+	// Workers are the worker processes, WorkerURLs their metrics addresses and WorkerRelays
+	// the relays between them and PostgreSQL.
 	Workers      []*Proc
 	WorkerURLs   []string
 	WorkerRelays []*Relay
+	// Nodes are the API nodes and NodeURLs their base URLs; NodeRelays carry their pools and
+	// ListenRelays their LISTEN connections.
 	Nodes        []*Proc
 	NodeURLs     []string
-	NodeRelays   []*Relay // the nodes' pools
-	ListenRelays []*Relay // the nodes' LISTEN connections
+	NodeRelays   []*Relay
+	ListenRelays []*Relay
 
+	// Accounts are the campaign's accounts; HTTP is the client every request goes through.
 	Accounts []Account
 	HTTP     *http.Client
 }
@@ -93,50 +101,52 @@ func StartCluster(ctx context.Context, opts Options, workers, nodes int) (*Clust
 	c.bin = filepath.Join(opts.Dir, "wxhub")
 	build := exec.CommandContext(ctx, "go", "build", "-o", c.bin, "wxhub/cmd/wxhub")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build wxhub: %w\n%s", err, out)
+		return c, fmt.Errorf("build wxhub: %w\n%s", err, out)
 	}
 	keyBytes := make([]byte, 32)
 	if _, err := rand.Read(keyBytes); err != nil {
-		return nil, err
+		return c, fmt.Errorf("key ring: %w", err)
 	}
 	admin, _, _, err := server.NewKey()
 	if err != nil {
-		return nil, err
+		return c, fmt.Errorf("admin key: %w", err)
 	}
 	c.AdminKey = admin
 	c.env = []string{"WXHUB_KEYS=e2e:" + base64.StdEncoding.EncodeToString(keyBytes), "WXHUB_BOOTSTRAP_ADMIN_KEY=" + admin}
 
 	// Durable, as in production: an immediate stop must not lose acknowledged commits.
 	c.pgOpts = localpg.Options{DataDir: filepath.Join(opts.Dir, "pg"), Durable: true}
-	if c.pg, err = localpg.Start(ctx, c.pgOpts); err != nil {
-		return nil, err
+	pg, err := localpg.Start(ctx, c.pgOpts)
+	if err != nil {
+		return c, err
 	}
-	c.pgOpts.Port = c.pg.Port()
-	if err := localpg.EnsureDatabase(ctx, c.pg, database); err != nil {
-		return nil, err
+	c.pg = pg
+	c.pgOpts.Port = pg.Port()
+	if err := localpg.EnsureDatabase(ctx, pg, database); err != nil {
+		return c, err
 	}
 	if out, err := exec.CommandContext(ctx, c.bin, "migrate", "up", "--database-url", c.pg.URL(database)).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("migrate: %w\n%s", err, out)
+		return c, fmt.Errorf("migrate: %w\n%s", err, out)
 	}
 	if c.DB, err = pgxpool.New(ctx, c.pg.URL(database)); err != nil {
-		return nil, err
+		return c, fmt.Errorf("observer pool: %w", err)
 	}
 
 	if err := c.startSim(ctx); err != nil {
-		return nil, err
+		return c, err
 	}
 	for i := range nodes {
 		if err := c.addNode(ctx, i); err != nil {
-			return nil, err
+			return c, fmt.Errorf("node %d: %w", i+1, err)
 		}
 	}
 	for i := range workers {
 		if err := c.addWorker(ctx, i); err != nil {
-			return nil, err
+			return c, fmt.Errorf("worker %d: %w", i+1, err)
 		}
 	}
 	if err := c.createAccounts(ctx); err != nil {
-		return nil, err
+		return c, fmt.Errorf("accounts: %w", err)
 	}
 	return c, nil
 }
@@ -146,7 +156,7 @@ func (c *Cluster) logPath(name string) string { return filepath.Join(c.Opts.Dir,
 func (c *Cluster) startSim(ctx context.Context) error {
 	addr, err := freeAddr()
 	if err != nil {
-		return err
+		return fmt.Errorf("simulator address: %w", err)
 	}
 	c.SimURL = "http://" + addr
 	c.SimAPI = &wechatsim.Client{BaseURL: c.SimURL, HTTP: c.HTTP}
@@ -247,6 +257,32 @@ func (c *Cluster) RestartPostgres(ctx context.Context) error {
 	return nil
 }
 
+// Restore undoes whatever a fault that failed half-way may have left: simulator faults,
+// relay faults, frozen or stopped processes and a stopped PostgreSQL.
+func (c *Cluster) Restore(ctx context.Context) error {
+	var errs []error
+	errs = append(errs, c.SimAPI.ClearFaults(ctx))
+	for _, r := range append(append(append([]*Relay{}, c.WorkerRelays...), c.NodeRelays...), c.ListenRelays...) {
+		r.Blackhole(false)
+		r.HoldStatement(false)
+		r.ResetAtCommit(0)
+		r.CutAfterStatement(0)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if c.DB.Ping(pingCtx) != nil {
+		errs = append(errs, c.RestartPostgres(ctx))
+	}
+	cancel()
+	for _, p := range append(append([]*Proc{}, c.Workers...), c.Nodes...) {
+		if p.hasExited() {
+			errs = append(errs, p.Start())
+		} else {
+			errs = append(errs, p.Signal(syscall.SIGCONT))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Close stops every process and relay, and PostgreSQL.
 func (c *Cluster) Close() error {
 	var errs []error
@@ -291,7 +327,7 @@ func (c *Cluster) waitHTTP(ctx context.Context, p *Proc, url string) error {
 }
 
 // createAccounts makes the accounts in the simulator and, through the API, in wxhub. Every
-// fourth account uses classic tokens and every eighth keeps a jsapi ticket; every
+// second account uses classic tokens and every eighth keeps a jsapi ticket; every
 // QuotaEvery-th gets a small daily limit on both sides. The accounts are created evenly
 // over one refresh cycle, so their refreshes are spread as a real fleet's are and every
 // fault meets refreshes in progress.
@@ -306,7 +342,7 @@ func (c *Cluster) createAccounts(ctx context.Context) error {
 	g.SetLimit(16)
 	for i := range c.Accounts {
 		a := Account{AppID: fmt.Sprintf("wxe2e%011d", i), Secret: fmt.Sprintf("secret-%d", i), TokenMode: "stable"}
-		if i%4 == 3 {
+		if i%2 == 1 {
 			a.TokenMode = "classic"
 		}
 		if i%8 == 7 {
@@ -339,22 +375,28 @@ func (c *Cluster) createAccounts(ctx context.Context) error {
 // QuotaLimited reports whether account i has the small daily limit.
 func (c *Cluster) QuotaLimited(i int) bool { return c.Opts.QuotaEvery > 0 && i%c.Opts.QuotaEvery == 0 }
 
-// UpstreamInFlight scrapes worker i's metrics for the WeChat calls it is waiting on.
-func (c *Cluster) UpstreamInFlight(ctx context.Context, i int) (int, error) {
+// WorkerMetric scrapes worker i's metrics and returns the sum of the series whose line
+// starts with prefix (a name, or a name and the start of its labels) and contains label.
+func (c *Cluster) WorkerMetric(ctx context.Context, i int, prefix, label string) (float64, error) {
 	status, body, err := c.get(ctx, c.WorkerURLs[i]+"/metrics")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s /metrics: %w", c.Workers[i].Name, err)
 	}
 	if status != http.StatusOK {
 		return 0, fmt.Errorf("%s /metrics: %d", c.Workers[i].Name, status)
 	}
+	var sum float64
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "wxhub_worker_upstream_in_flight "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
+		if !strings.HasPrefix(line, prefix) || !strings.Contains(line, label) {
+			continue
 		}
+		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s /metrics: %q: %w", c.Workers[i].Name, line, err)
+		}
+		sum += f
 	}
-	return 0, fmt.Errorf("%s /metrics has no wxhub_worker_upstream_in_flight", c.Workers[i].Name)
+	return sum, nil
 }
 
 // API calls node i with the admin key, decodes a 2xx answer into out, and returns the status.

@@ -3,9 +3,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"wxhub/wechatsim"
 )
@@ -35,12 +42,12 @@ func inFlight(ctx context.Context, c *Cluster, i int, r *FaultResult) (func(cont
 	fast := func(ctx context.Context) error { return c.SimAPI.ClearFaults(ctx) }
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		n, err := c.UpstreamInFlight(ctx, i)
+		n, err := c.WorkerMetric(ctx, i, "wxhub_worker_upstream_in_flight ", "")
 		if err != nil {
 			return nil, err
 		}
 		if n > 0 {
-			r.Detail = fmt.Sprintf("%d WeChat calls in flight", n)
+			r.Detail = fmt.Sprintf("%.0f WeChat calls in flight", n)
 			return fast, nil
 		}
 		if time.Now().After(deadline) {
@@ -73,6 +80,10 @@ func Faults() []Fault {
 			if err := c.Workers[0].Kill(); err != nil {
 				return nil, err
 			}
+			if r.Stranded, err = c.Claims(ctx, c.Workers[0].Name); err != nil {
+				return nil, err
+			}
+			r.Detail += fmt.Sprintf(", %d claims stranded", len(r.Stranded))
 			if err := fast(ctx); err != nil {
 				return nil, err
 			}
@@ -80,30 +91,61 @@ func Faults() []Fault {
 			// A supervisor starts it again, as systemd or Kubernetes would.
 			return func(ctx context.Context) error { return c.Workers[0].Start() }, nil
 		}},
-		{Name: "SIGSTOP of a worker past its lease, then SIGCONT", ExtraCalls: true, Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
-			fast, err := inFlight(ctx, c, 1, r)
+		{Name: "SIGSTOP of a worker between call and write, past its lease", ExtraCalls: true, Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
+			// The worker's writes are held in its relay until it has fetched values it cannot
+			// store yet, then it is frozen. The other worker takes the claims over once the
+			// lease ends and stores newer values; only then do the frozen worker's writes
+			// reach PostgreSQL, where the generation check must refuse them.
+			fencedBefore, err := c.WorkerMetric(ctx, 1, "wxhub_worker_refreshes_total{", `outcome="fenced"`)
 			if err != nil {
 				return nil, err
 			}
+			relay := c.WorkerRelays[1]
+			relay.HoldStatement(true)
+			deadline := time.Now().Add(20 * time.Second)
+			for relay.Held() < 4 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			held := relay.Held()
+			if held == 0 {
+				relay.HoldStatement(false)
+				return nil, fmt.Errorf("%s stored nothing within 20 s", c.Workers[1].Name)
+			}
 			if err := c.Workers[1].Signal(syscall.SIGSTOP); err != nil {
+				relay.HoldStatement(false)
 				return nil, err
 			}
-			if err := fast(ctx); err != nil {
+			if r.Stranded, err = c.Claims(ctx, c.Workers[1].Name); err != nil {
+				relay.HoldStatement(false)
 				return nil, err
 			}
 			time.Sleep(c.Opts.Lease + 2*time.Second)
-			return func(context.Context) error { return c.Workers[1].Signal(syscall.SIGCONT) }, nil
+			relay.HoldStatement(false)
+			time.Sleep(500 * time.Millisecond)
+			return func(ctx context.Context) error {
+				if err := c.Workers[1].Signal(syscall.SIGCONT); err != nil {
+					return err
+				}
+				time.Sleep(time.Second)
+				fenced, err := c.WorkerMetric(ctx, 1, "wxhub_worker_refreshes_total{", `outcome="fenced"`)
+				r.Detail = fmt.Sprintf("%d claims stranded, %d writes arrived late, %.0f fenced", len(r.Stranded), held, fenced-fencedBefore)
+				return err
+			}, nil
 		}},
-		{Name: "PostgreSQL stopped -m immediate, restarted after 4 s", PostgresDown: true, Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
-			if err := c.CrashPostgres(); err != nil {
-				return nil, err
+		{Name: "listener backends terminated (pg_terminate_backend)", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
+			var n int
+			err := c.DB.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE application_name LIKE 'wxhub-listener-%'`).Scan(&n)
+			if err == nil && n != len(c.Nodes) {
+				err = fmt.Errorf("terminated %d listener backends, want %d", n, len(c.Nodes))
 			}
-			time.Sleep(4 * time.Second)
-			return c.RestartPostgres, nil
+			r.Detail = fmt.Sprintf("%d backends terminated", n)
+			return healed, err
 		}},
 		{Name: "connections reset at COMMIT (proxy)", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
 			// Claims are transactions ended by COMMIT; a fetched value is stored by one
 			// statement outside a transaction, so its commit is the statement's end.
+			recognisedBefore := c.countLogLines(c.Workers, storedEarlierLog)
 			relays := append(append([]*Relay{}, c.WorkerRelays...), c.NodeRelays...)
 			for _, relay := range relays {
 				relay.ResetAtCommit(4)
@@ -123,27 +165,43 @@ func Faults() []Fault {
 					b, a := relay.CommitsCut()
 					before, after, writes = before+b, after+a, writes+relay.StatementsCut()
 				}
-				r.Detail = fmt.Sprintf("%d cut before PostgreSQL got COMMIT, %d after it committed, %d after a credential write", before, after, writes)
+				// A cut write is retried after a backoff; give the retries time to be logged.
+				time.Sleep(3 * time.Second)
+				recognised := c.countLogLines(c.Workers, storedEarlierLog) - recognisedBefore
+				r.Detail = fmt.Sprintf("%d cut before PostgreSQL got COMMIT, %d after it committed, %d after a credential write (%d recognised as stored on retry)",
+					before, after, writes, recognised)
+				if before == 0 || after == 0 || writes == 0 {
+					return fmt.Errorf("the fault did not bite: %s", r.Detail)
+				}
 				return nil
 			}, nil
 		}},
 		{Name: "half-open listener connection on node 2 (proxy blackhole, 10 s)", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
 			c.ListenRelays[1].Blackhole(true)
-			time.Sleep(10 * time.Second)
-			return func(context.Context) error { c.ListenRelays[1].Blackhole(false); return nil }, nil
-		}},
-		{Name: "listener backends terminated (pg_terminate_backend)", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
-			var n int
-			err := c.DB.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-				WHERE application_name LIKE 'wxhub-listener-%'`).Scan(&n)
-			if err == nil && n != len(c.Nodes) {
-				err = fmt.Errorf("terminated %d listener backends, want %d", n, len(c.Nodes))
+			time.Sleep(time.Second)
+			// Scheduled refreshes come late enough that the old value would expire from the
+			// cache on its own; refreshes app servers ask for (min_ttl) do not, so node 2
+			// must find them although no notification reaches it.
+			n, err := c.ForceRefreshes(ctx, 0, 10, r)
+			if err != nil {
+				c.ListenRelays[1].Blackhole(false)
+				return nil, err
 			}
-			r.Detail = fmt.Sprintf("%d backends terminated", n)
-			return healed, err
+			r.Detail = fmt.Sprintf("%d classic tokens refreshed early through node 1 meanwhile", n)
+			time.Sleep(8 * time.Second)
+			return func(context.Context) error { c.ListenRelays[1].Blackhole(false); return nil }, nil
 		}},
 		{Name: "API node 3 restarted", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
 			return func(ctx context.Context) error { return c.RestartNode(ctx, 2) }, nil
+		}},
+		// A value fetched just before the crash is stored once PostgreSQL is back, if that is
+		// within the overlap; later it is discarded and fetched again (ExtraCalls).
+		{Name: "PostgreSQL stopped -m immediate, restarted after 3 s", PostgresDown: true, ExtraCalls: true, Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
+			if err := c.CrashPostgres(); err != nil {
+				return nil, err
+			}
+			time.Sleep(3 * time.Second)
+			return c.RestartPostgres, nil
 		}},
 		{Name: "WeChat answers -1 to half the calls (8 s)", Inject: simBurst(wechatsim.Faults{BusyRate: 0.5}, 8*time.Second)},
 		{Name: "WeChat answers 1.5 s late (8 s)", Inject: simBurst(wechatsim.Faults{Latency: 1500 * time.Millisecond}, 8*time.Second)},
@@ -166,6 +224,62 @@ func Faults() []Fault {
 			}, nil
 		}},
 	}
+}
+
+// storedEarlierLog is what a worker logs when a retried write finds its own value stored.
+const storedEarlierLog = "an earlier attempt had stored the value"
+
+// countLogLines counts the lines of the processes' logs that contain text.
+func (c *Cluster) countLogLines(procs []*Proc, text string) int {
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(p.logPath)
+		if err == nil {
+			n += strings.Count(string(b), text)
+		}
+	}
+	return n
+}
+
+// ForceRefreshes asks node for the tokens of n classic accounts with a min_ttl no token
+// has, which makes wxhub refresh them now instead of when they are due. It returns how
+// many were refreshed and records them in r.Forced.
+func (c *Cluster) ForceRefreshes(ctx context.Context, node, n int, r *FaultResult) (int, error) {
+	victims := map[string]bool{}
+	for _, a := range c.secretVictims() {
+		victims[a.AppID] = true
+	}
+	var picked []string
+	for _, i := range rand.Perm(len(c.Accounts)) {
+		a := c.Accounts[i]
+		if len(picked) < n && a.TokenMode == "classic" && !c.QuotaLimited(i) && !victims[a.AppID] {
+			picked = append(picked, a.AppID)
+		}
+	}
+	r.Forced = map[string]bool{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	refreshed := 0
+	for _, appid := range picked {
+		r.Forced[appid] = true
+		g.Go(func() error {
+			var before, after tokenAnswer
+			if _, err := c.API(gctx, node, http.MethodGet, "/v1/accounts/"+appid+"/access-token", nil, &before); err != nil {
+				return err
+			}
+			minTTL := strconv.Itoa(int(c.Opts.TokenTTL.Seconds()))
+			if _, err := c.API(gctx, node, http.MethodGet, "/v1/accounts/"+appid+"/access-token?min_ttl="+minTTL, nil, &after); err != nil {
+				return err
+			}
+			if after.Generation > before.Generation {
+				mu.Lock()
+				refreshed++
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	return refreshed, g.Wait()
 }
 
 // secretVictims are a stable-token and a classic-token account without a small quota.

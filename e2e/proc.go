@@ -46,7 +46,7 @@ func (p *Proc) Start() error {
 	}
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	fmt.Fprintf(logFile, "--- %s started at %s\n", p.Name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, p.args...)
@@ -128,6 +128,9 @@ func (p *Proc) wait(timeout time.Duration) error {
 	p.mu.Lock()
 	exited := p.exited
 	p.mu.Unlock()
+	if exited == nil {
+		return nil
+	}
 	select {
 	case <-exited:
 		return nil

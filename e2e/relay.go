@@ -20,12 +20,17 @@ type Relay struct {
 	blackhole atomic.Bool
 	// commitResets is how many connections are still to be reset at a COMMIT.
 	commitResets atomic.Int64
-	// commitsCut counts the resets done at a COMMIT, before and after the server ran it.
+	// commitsCutBefore and commitsCutAfter count the resets done at a COMMIT, before and
+	// after the server ran it.
 	commitsCutBefore, commitsCutAfter atomic.Int64
 	// marker names the statement whose executions CutAfterStatement cuts after the server
 	// answered; statementResets is how many are still to cut, statementsCut how many were.
 	marker                         string
 	statementResets, statementsCut atomic.Int64
+	// holdStatements holds the marked statement's executions in the relay until released;
+	// held counts those waiting.
+	holdStatements atomic.Bool
+	held           atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[*relayConn]struct{}
@@ -136,8 +141,11 @@ func (r *Relay) pipe(c *relayConn, from, to net.Conn, fromClient bool) {
 			if r.cutAtCommit(buf[:n], fromClient) {
 				return
 			}
-			if fromClient && r.marker != "" && c.frontend.executes(buf[:n], r.marker) && r.statementResets.Load() > 0 {
-				c.cutNextAnswer.Store(true)
+			if fromClient && r.marker != "" && c.frontend.executes(buf[:n], r.marker) {
+				if r.statementResets.Load() > 0 {
+					c.cutNextAnswer.Store(true)
+				}
+				r.hold(c)
 			}
 			if !fromClient && c.cutNextAnswer.Swap(false) && r.statementResets.Add(-1) >= 0 {
 				r.statementsCut.Add(1)
@@ -185,6 +193,24 @@ func (r *Relay) cutAtCommit(chunk []byte, fromClient bool) bool {
 // client does not know it.
 func (r *Relay) CutAfterStatement(n int) { r.statementResets.Store(int64(n)) }
 
+// HoldStatement holds (true) the marked statement's executions in the relay, or releases
+// (false) those held: a held one reaches PostgreSQL late, whatever its sender did meanwhile.
+func (r *Relay) HoldStatement(on bool) { r.holdStatements.Store(on) }
+
+// Held returns how many executions of the marked statement are held now.
+func (r *Relay) Held() int64 { return r.held.Load() }
+
+func (r *Relay) hold(c *relayConn) {
+	if !r.holdStatements.Load() {
+		return
+	}
+	r.held.Add(1)
+	defer r.held.Add(-1)
+	for r.holdStatements.Load() && !c.done.Load() {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // StatementsCut returns how many connections CutAfterStatement reset so far.
 func (r *Relay) StatementsCut() int64 { return r.statementsCut.Load() }
 
@@ -192,25 +218,45 @@ func (r *Relay) StatementsCut() int64 { return r.statementsCut.Load() }
 // enough to know which prepared statement each Bind executes.
 type frontendParser struct {
 	started bool
+	lost    bool // the stream made no sense (or was encrypted); stop following it
 	buf     []byte
 	marked  map[string]bool // statement name → its SQL contains the marker
 }
+
+// sslRequest and gssencRequest are the codes of the untyped requests a client may send
+// before its startup message.
+const sslRequest, gssencRequest = 80877103, 80877104
 
 // executes reports whether chunk binds a statement whose SQL contains marker.
 func (p *frontendParser) executes(chunk []byte, marker string) bool {
 	if p.marked == nil {
 		p.marked = map[string]bool{}
 	}
+	if p.lost {
+		return false
+	}
 	p.buf = append(p.buf, chunk...)
 	hit := false
 	for {
 		if !p.started {
-			// The startup message has a length but no type byte.
-			if len(p.buf) < 4 {
+			// The startup message, and an SSL or GSS request before it, have a length but
+			// no type byte.
+			if len(p.buf) < 8 {
 				return hit
 			}
 			n := int(binary.BigEndian.Uint32(p.buf))
+			if n < 8 || n > 1<<16 {
+				p.lost = true
+				return hit
+			}
 			if len(p.buf) < n {
+				return hit
+			}
+			switch binary.BigEndian.Uint32(p.buf[4:8]) {
+			case sslRequest, gssencRequest:
+				// Accepted, the rest is encrypted; refused, the startup message follows.
+				// Only sslmode=disable is followed here.
+				p.lost = true
 				return hit
 			}
 			p.buf, p.started = p.buf[n:], true
@@ -220,6 +266,10 @@ func (p *frontendParser) executes(chunk []byte, marker string) bool {
 			return hit
 		}
 		n := int(binary.BigEndian.Uint32(p.buf[1:5]))
+		if n < 4 || n > 1<<30 {
+			p.lost = true
+			return hit
+		}
 		if len(p.buf) < 1+n {
 			return hit
 		}

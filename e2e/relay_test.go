@@ -134,3 +134,31 @@ func TestRelayResetAllBreaksOpenConnections(t *testing.T) {
 	require.Error(t, conn.Ping(t.Context()))
 	require.NoError(t, connect(t, via).Ping(t.Context()), "new connections go through")
 }
+
+func TestRelayHoldsTheMarkedStatementUntilReleased(t *testing.T) {
+	direct, via, r := relayed(t, "-- name: Mark")
+	check := connect(t, direct)
+	_, err := check.Exec(t.Context(), "CREATE TABLE relay_notes (id int); INSERT INTO relay_notes VALUES (0)")
+	require.NoError(t, err)
+	conn := connect(t, via)
+	const marked = "-- name: Mark\nUPDATE relay_notes SET id = $1"
+	_, err = conn.Exec(t.Context(), marked, 1)
+	require.NoError(t, err)
+
+	r.HoldStatement(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(context.Background(), marked, 2)
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return r.Held() == 1 }, 5*time.Second, 10*time.Millisecond)
+	var id int
+	require.NoError(t, check.QueryRow(t.Context(), "SELECT id FROM relay_notes").Scan(&id))
+	require.Equal(t, 1, id, "a held statement has not reached PostgreSQL")
+
+	r.HoldStatement(false)
+	require.NoError(t, <-done)
+	require.NoError(t, check.QueryRow(t.Context(), "SELECT id FROM relay_notes").Scan(&id))
+	require.Equal(t, 2, id)
+	require.Zero(t, r.Held())
+}

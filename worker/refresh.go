@@ -122,7 +122,9 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 // storedEarlier reports whether the stored value is value, written as the generation right
 // after the claim's: a write whose commit succeeded after its connection broke.
 func (w *Worker) storedEarlier(ctx context.Context, c db.Claim, value string) bool {
-	cur, err := w.store.GetCredential(ctx, c.AccountID, c.Kind)
+	readCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cur, err := w.store.GetCredential(readCtx, c.AccountID, c.Kind)
 	if err != nil {
 		w.log.Warn("could not read the credential back after a fenced retry", "appid", c.AppID, "credential", c.Kind, "err", err)
 		return false
@@ -193,12 +195,12 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 	w.metrics.refreshes.WithLabelValues(c.Kind, outcome).Inc()
 	w.log.Warn("refresh failed", "appid", c.AppID, "credential", c.Kind, "kind", outcome,
 		"code", f.Code, "err", err, "retry_in", f.RetryIn.Round(time.Millisecond))
-	switch err := w.store.RecordFailure(ctx, c, f); {
-	case errors.Is(err, db.ErrClaimLost):
+	switch recErr := w.store.RecordFailure(ctx, c, f); {
+	case errors.Is(recErr, db.ErrClaimLost):
 		// This worker was paused past its lease and another one has taken the credential over.
 		w.log.Warn("failure not recorded: the claim was taken over", "appid", c.AppID, "credential", c.Kind)
-	case err != nil:
-		w.log.Error("could not record the failure; the claim's lease will expire", "appid", c.AppID, "credential", c.Kind, "err", err)
+	case recErr != nil:
+		w.log.Error("could not record the failure; the claim's lease will expire", "appid", c.AppID, "credential", c.Kind, "err", recErr)
 	}
 }
 

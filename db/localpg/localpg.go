@@ -75,7 +75,7 @@ type Server struct {
 	exited chan struct{} // closed once the postmaster has exited and been reaped
 
 	mu    sync.Mutex
-	ended bool // Stop or Kill ran
+	ended bool // Stop, StopImmediate or Kill ran
 }
 
 // Start initialises the cluster if needed, starts the server and waits until it accepts
