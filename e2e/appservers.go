@@ -85,6 +85,19 @@ func (r *Recorder) Count(o Outcome, from, to time.Time) int {
 	return n
 }
 
+// CountOutside returns how many requests since from came to o outside the windows.
+func (r *Recorder) CountOutside(o Outcome, from time.Time, ws []window) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.outcome == o && !e.at.Before(from) && !within(ws, e.at) {
+			n++
+		}
+	}
+	return n
+}
+
 // Rejections returns every rejection so far.
 func (r *Recorder) Rejections() []Rejection {
 	r.mu.Lock()

@@ -332,7 +332,7 @@ func (cp *Campaign) Report(w io.Writer, v Verdict, from, to time.Time) {
 		v.Requests[Accepted], v.Requests[Rejected], v.Requests[Unavailable], v.Requests[OtherStatus], v.Requests[Unreachable])
 	fmt.Fprintf(tw, "rejected uses outside PostgreSQL's down time\t%d (inside it: %d)\t\n", len(v.RejectedOutsidePG), v.RejectedInsidePG)
 	fmt.Fprintf(tw, "tokens WeChat saw only after the expires_at wxhub gave\t%d (slowed by the latency faults; not wxhub's doing)\t\n", v.Requests[LateUse])
-	fmt.Fprintf(tw, "503 outside PostgreSQL's down time and recovery\t%d\t\n", v.Unavailable)
+	fmt.Fprintf(tw, "503 outside PostgreSQL's and WeChat's outages and their recovery\t%d\t\n", v.Unavailable)
 	fmt.Fprintf(tw, "new tokens issued by WeChat\t%d in %.1f refresh cycles: %.2f per account per cycle\t\n", v.TokensIssued, v.Cycles,
 		float64(v.TokensIssued)/float64(len(cp.C.Accounts))/max(v.Cycles, 1))
 	fmt.Fprintf(tw, "second new token within one cycle\t%d forced or during a crash, freeze or secret change; %d otherwise\t\n", v.EarlyExplained, len(v.EarlyUnexplained))
@@ -366,18 +366,15 @@ func (cp *Campaign) Judge(ctx context.Context, from, to time.Time, stale []strin
 		}
 	}
 	// A 503 is the right answer while PostgreSQL is down and until the nodes have their
-	// connections back; anywhere else it is an outage wxhub caused.
-	var pgFault []window
+	// connections back, and for a token that expired while WeChat refused to issue the next
+	// one; anywhere else it is an outage wxhub caused.
+	var excused []window
 	for _, r := range cp.Results {
-		if r.PostgresDown {
-			pgFault = append(pgFault, window{r.Start, r.end()})
+		if r.PostgresDown || r.WeChatDown {
+			excused = append(excused, window{r.Start, r.end()})
 		}
 	}
-	total := cp.Rec.Count(Unavailable, from, time.Time{})
-	for _, w := range pgFault {
-		total -= cp.Rec.Count(Unavailable, w.from, w.to)
-	}
-	v.Unavailable = total
+	v.Unavailable = cp.Rec.CountOutside(Unavailable, from, excused)
 	v.OtherAnswers = cp.Rec.OddAnswers()
 
 	stats, err := cp.C.SimAPI.Stats(ctx, "")
@@ -443,7 +440,7 @@ func (cp *Campaign) Judge(ctx context.Context, from, to time.Time, stale []strin
 			x.At.Format("15:04:05.000"), x.Node, x.Generation, x.AppID, x.ErrCode, where, cp.lastFaultBefore(x.At)))
 	}
 	if v.Unavailable > 0 {
-		v.Violations = append(v.Violations, fmt.Sprintf("%d requests answered 503 while PostgreSQL was up", v.Unavailable))
+		v.Violations = append(v.Violations, fmt.Sprintf("%d requests answered 503 while PostgreSQL and WeChat were up", v.Unavailable))
 	}
 	for _, s := range v.OtherAnswers {
 		v.Violations = append(v.Violations, "unexpected answer: "+s)

@@ -26,8 +26,10 @@ type Fault struct {
 	// secret is tried at once. New tokens issued early while such a fault is in progress are
 	// counted as its cost instead of as a violation.
 	ExtraCalls bool
-	// PostgresDown marks the fault in which PostgreSQL itself is down.
-	PostgresDown bool
+	// PostgresDown marks the fault in which PostgreSQL itself is down, WeChatDown those in
+	// which WeChat fails calls: a token that expires meanwhile cannot be replaced, and a 503
+	// is the right answer for it.
+	PostgresDown, WeChatDown bool
 	// Inject may note what it found (how many calls were in flight, say) in r.Detail.
 	Inject func(ctx context.Context, c *Cluster, r *FaultResult) (heal func(ctx context.Context) error, err error)
 }
@@ -177,6 +179,7 @@ func Faults() []Fault {
 			}, nil
 		}},
 		{Name: "half-open listener connection on node 2 (proxy blackhole, 10 s)", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
+			until := time.Now().Add(10 * time.Second)
 			c.ListenRelays[1].Blackhole(true)
 			time.Sleep(time.Second)
 			// Scheduled refreshes come late enough that the old value would expire from the
@@ -188,7 +191,7 @@ func Faults() []Fault {
 				return nil, err
 			}
 			r.Detail = fmt.Sprintf("%d classic tokens refreshed early through node 1 meanwhile", n)
-			time.Sleep(8 * time.Second)
+			time.Sleep(time.Until(until))
 			return func(context.Context) error { c.ListenRelays[1].Blackhole(false); return nil }, nil
 		}},
 		{Name: "API node 3 restarted", Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
@@ -203,9 +206,9 @@ func Faults() []Fault {
 			time.Sleep(3 * time.Second)
 			return c.RestartPostgres, nil
 		}},
-		{Name: "WeChat answers -1 to half the calls (8 s)", Inject: simBurst(wechatsim.Faults{BusyRate: 0.5}, 8*time.Second)},
-		{Name: "WeChat answers 1.5 s late (8 s)", Inject: simBurst(wechatsim.Faults{Latency: 1500 * time.Millisecond}, 8*time.Second)},
-		{Name: "WeChat drops half the connections (8 s)", Inject: simBurst(wechatsim.Faults{DropRate: 0.5}, 8*time.Second)},
+		{Name: "WeChat answers -1 to half the calls (8 s)", WeChatDown: true, Inject: simBurst(wechatsim.Faults{BusyRate: 0.5}, 8*time.Second)},
+		{Name: "WeChat answers 1.5 s late (8 s)", WeChatDown: true, Inject: simBurst(wechatsim.Faults{Latency: 1500 * time.Millisecond}, 8*time.Second)},
+		{Name: "WeChat drops half the connections (8 s)", WeChatDown: true, Inject: simBurst(wechatsim.Faults{DropRate: 0.5}, 8*time.Second)},
 		{Name: "secret of two accounts wrong for 8 s, then fixed", ExtraCalls: true, Inject: func(ctx context.Context, c *Cluster, r *FaultResult) (func(context.Context) error, error) {
 			victims := c.secretVictims()
 			for _, a := range victims {

@@ -216,13 +216,20 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	// Waiting starts before each read, so a change between the read and the wait is not missed.
 	changed := s.cache.Changed(cred.AccountID, kind)
 	for {
-		if minTTL > 0 && usable(cred) && !requested {
+		// A value that is too short for min_ttl, or that has expired, is asked for now: after
+		// expiry the worker's own retries are spaced out to spare the quota, but an app
+		// server waiting for it is worth a call (at most one per requestInterval).
+		if !requested && (minTTL > 0 && usable(cred) || cred.Generation > 0 && !usable(cred)) {
 			did, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation, requestInterval)
 			if err != nil {
 				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
 			} else if did {
+				reason := "min_ttl"
+				if !usable(cred) {
+					reason = "expired"
+				}
 				s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
-					map[string]any{"credential": kind, "generation": cred.Generation, "reason": "min_ttl"})
+					map[string]any{"credential": kind, "generation": cred.Generation, "reason": reason})
 			}
 			requested = true
 		}

@@ -201,3 +201,30 @@ func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	require.Equal(t, "urn:wxhub:problem:rate-limited", limited.json(t)["type"])
 	require.Equal(t, http.StatusOK, n.call(t, adminKey, http.MethodGet, "/v1/accounts", nil).status, "other keys are not limited")
 }
+
+func TestAnExpiredTokenIsRefreshedAtOnceWhenAnAppServerAsks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: appid(1), Secret: "secret-" + appid(1)}))
+	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts", map[string]any{"appid": appid(1), "kind": "official_account",
+		"secret": "secret-" + appid(1), "tenant": "acme", "token_mode": "classic"})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	_, gen := n.token(t, adminKey, appid(1))
+
+	// The state a WeChat outage leaves: the token expired, and the worker's next retry is
+	// far off, spaced out to spare the quota.
+	_, err := pool(t, e).Exec(context.Background(), `
+		WITH c AS (
+			UPDATE credentials SET expires_at = now() - interval '1 second', refresh_at = now() + interval '10 minutes', attempts = 5
+			WHERE kind = 'access_token' RETURNING account_id)
+		SELECT pg_notify('wxhub_changes', json_build_object('account_id', account_id, 'kind', 'account')::text) FROM c`)
+	require.NoError(t, err)
+
+	start := time.Now()
+	_, newGen := n.token(t, adminKey, appid(1))
+	require.Equal(t, gen+1, newGen, "the request asked for the refresh and waited for it")
+	require.Less(t, time.Since(start), 5*time.Second, "answered within the refresh wait, not after a 503")
+}
