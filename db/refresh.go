@@ -242,12 +242,13 @@ type Write struct {
 // WriteCredential stores a new value for a claimed credential: the value, its expiry,
 // generation+1, the previous value while it is valid, the next refresh time and the
 // NOTIFY to API nodes, in one statement fenced on the generation the claim read.
-// ErrFenced if another worker wrote first. This is the only place a credential value is
-// written.
-func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (int64, error) {
+// ErrFenced if another worker wrote first. A retry of a write that was committed but whose
+// answer was lost returns that write's generation with replayed set. This is the only place
+// a credential value is written.
+func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (generation int64, replayed bool, err error) {
 	keyID, ciphertext, err := s.ring.Seal([]byte(w.Value), valueAD(c.AccountID, c.Kind))
 	if err != nil {
-		return 0, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
 	}
 	row, err := s.q.CredentialWriteFenced(ctx, dbsqlc.CredentialWriteFencedParams{
 		AccountID: c.AccountID, Kind: c.Kind, Generation: c.Generation,
@@ -259,9 +260,9 @@ func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (int64, e
 		err = ErrFenced
 	}
 	if err != nil {
-		return 0, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
 	}
-	return row.Generation, nil
+	return row.Generation, row.Replayed, nil
 }
 
 // Reschedule ends a claim that produced no new value and sets the next refresh.

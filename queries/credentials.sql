@@ -117,8 +117,9 @@ WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kind
 -- the value it replaces kept as the previous one while WeChat still accepts it, the next
 -- refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
 -- It succeeds only if the generation is still the one the worker read when it claimed, so a
--- worker that lost its claim changes nothing. A new access token also wakes the account's
--- tickets that wait for a first one, and any write clears a failing status.
+-- worker that lost its claim changes nothing; a retry of its own committed write returns
+-- that write (replayed). A new access token also wakes the account's tickets that wait for a
+-- first one, and any write clears a failing status.
 WITH written AS (
     UPDATE credentials
     SET previous_ciphertext  = CASE WHEN expires_at > now() THEN value_ciphertext END,
@@ -160,8 +161,19 @@ WITH written AS (
 )
 SELECT written.generation, written.expires_at,
        pg_notify('wxhub_changes', json_build_object(
-           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified
-FROM written;
+           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified,
+       false AS replayed
+FROM written
+UNION ALL
+-- A retry of a write that was committed but whose answer was lost with the connection finds
+-- its own value already stored as the next generation: that is success, not a lost race.
+SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
+FROM credentials c
+WHERE c.account_id = @account_id
+  AND c.kind = @kind
+  AND c.generation - 1 = @generation
+  AND c.value_fingerprint = @value_fingerprint::text
+  AND NOT EXISTS (SELECT 1 FROM written);
 
 -- name: CredentialReschedule :execrows
 -- CredentialReschedule ends a claim without a new value (WeChat returned the value already

@@ -80,19 +80,19 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 		}
 		// A bounded attempt: a half-open connection must not outlast the overlap.
 		writeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		generation, err := w.store.WriteCredential(writeCtx, c, wr)
+		generation, replayed, err := w.store.WriteCredential(writeCtx, c, wr)
 		cancel()
-		if err == nil {
-			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
-			w.log.Debug("refreshed", "appid", c.AppID, "credential", c.Kind, "generation", generation,
-				"expires_in", lifetime.Round(time.Second), "refresh_in", wr.RefreshIn.Round(time.Second))
-			return
-		}
-		if errors.Is(err, db.ErrFenced) && attempt > 1 && w.storedEarlier(ctx, c, value) {
+		if err == nil && replayed {
 			// An earlier attempt was committed but its answer was lost with the connection.
 			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
 			w.log.Info("an earlier attempt had stored the value; its answer was lost", "appid", c.AppID,
 				"credential", c.Kind, "attempts", attempt)
+			return
+		}
+		if err == nil {
+			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
+			w.log.Debug("refreshed", "appid", c.AppID, "credential", c.Kind, "generation", generation,
+				"expires_in", lifetime.Round(time.Second), "refresh_in", wr.RefreshIn.Round(time.Second))
 			return
 		}
 		if errors.Is(err, db.ErrFenced) {
@@ -117,19 +117,6 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			"attempt", attempt, "retry_in", wait, "err", err)
 		time.Sleep(wait)
 	}
-}
-
-// storedEarlier reports whether the stored value is value, written as the generation right
-// after the claim's: a write whose commit succeeded after its connection broke.
-func (w *Worker) storedEarlier(ctx context.Context, c db.Claim, value string) bool {
-	readCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	cur, err := w.store.GetCredential(readCtx, c.AccountID, c.Kind)
-	if err != nil {
-		w.log.Warn("could not read the credential back after a fenced retry", "appid", c.AppID, "credential", c.Kind, "err", err)
-		return false
-	}
-	return cur.Generation == c.Generation+1 && cur.Value == value
 }
 
 // requestRefresh makes the credential due again at its current generation.

@@ -671,8 +671,17 @@ WITH written AS (
 )
 SELECT written.generation, written.expires_at,
        pg_notify('wxhub_changes', json_build_object(
-           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified
+           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified,
+       false AS replayed
 FROM written
+UNION ALL
+SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
+FROM credentials c
+WHERE c.account_id = $7
+  AND c.kind = $8
+  AND c.generation - 1 = $9
+  AND c.value_fingerprint = $4::text
+  AND NOT EXISTS (SELECT 1 FROM written)
 `
 
 type CredentialWriteFencedParams struct {
@@ -691,14 +700,18 @@ type CredentialWriteFencedRow struct {
 	Generation int64
 	ExpiresAt  *time.Time
 	Notified   string
+	Replayed   bool
 }
 
 // CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
 // the value it replaces kept as the previous one while WeChat still accepts it, the next
 // refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
 // It succeeds only if the generation is still the one the worker read when it claimed, so a
-// worker that lost its claim changes nothing. A new access token also wakes the account's
-// tickets that wait for a first one, and any write clears a failing status.
+// worker that lost its claim changes nothing; a retry of its own committed write returns
+// that write (replayed). A new access token also wakes the account's tickets that wait for a
+// first one, and any write clears a failing status.
+// A retry of a write that was committed but whose answer was lost with the connection finds
+// its own value already stored as the next generation: that is success, not a lost race.
 func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWriteFencedParams) (CredentialWriteFencedRow, error) {
 	row := q.db.QueryRow(ctx, credentialWriteFenced,
 		arg.PreviousValidSeconds,
@@ -712,6 +725,11 @@ func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWrite
 		arg.Generation,
 	)
 	var i CredentialWriteFencedRow
-	err := row.Scan(&i.Generation, &i.ExpiresAt, &i.Notified)
+	err := row.Scan(
+		&i.Generation,
+		&i.ExpiresAt,
+		&i.Notified,
+		&i.Replayed,
+	)
 	return i, err
 }
