@@ -50,16 +50,12 @@ func (s *Store) RotateKeys(ctx context.Context, batch int, progress func(Rotatio
 		}
 		for _, r := range rows {
 			after = r.ID
-			plain, err := s.open(r.SecretKeyID, r.SecretCiphertext, secretAD(r.Appid))
+			keyID, ct, err := s.reseal(r.SecretKeyID, r.SecretCiphertext, secretAD(r.Appid))
 			if err != nil {
 				return p, fmt.Errorf("rotate secret of account %s: %w", r.Appid, err)
 			}
-			keyID, ct, err := s.ring.Seal([]byte(plain), secretAD(r.Appid))
-			if err != nil {
-				return p, err
-			}
 			n, err := s.q.AccountSecretReencrypt(ctx, dbsqlc.AccountSecretReencryptParams{
-				ID: r.ID, NewCiphertext: ct, NewKeyID: keyID, OldKeyID: *r.SecretKeyID, OldCiphertext: r.SecretCiphertext,
+				ID: r.ID, NewCiphertext: ct, NewKeyID: *keyID, OldKeyID: *r.SecretKeyID, OldCiphertext: r.SecretCiphertext,
 			})
 			if err != nil {
 				return p, fmt.Errorf("rotate secret of account %s: %w", r.Appid, err)

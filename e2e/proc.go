@@ -109,27 +109,21 @@ func (p *Proc) Stop(grace time.Duration) error {
 	return nil
 }
 
-func (p *Proc) hasExited() bool {
-	p.mu.Lock()
-	exited := p.exited
-	p.mu.Unlock()
-	if exited == nil {
-		return true
-	}
-	select {
-	case <-exited:
-		return true
-	default:
-		return false
-	}
-}
+// hasExited reports whether the process is not running (or was never started).
+func (p *Proc) hasExited() bool { return p.wait(0) == nil }
 
+// wait waits up to timeout for the process to exit.
 func (p *Proc) wait(timeout time.Duration) error {
 	p.mu.Lock()
 	exited := p.exited
 	p.mu.Unlock()
 	if exited == nil {
 		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
 	}
 	select {
 	case <-exited:

@@ -394,7 +394,8 @@ func accountBody(a db.Account, tenant string) AccountBody {
 		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, BaseInfo: base, CreatedAt: a.CreatedAt}
 }
 
-// tenantNames maps tenant ids to names. Tenants are few and read on admin paths only.
+// tenantNames maps tenant ids to names. Tenants are few; the account endpoints (not the
+// credential ones) read them to name an account's tenant.
 func (s *Server) tenantNames(ctx context.Context) (map[int64]string, error) {
 	tenants, err := s.store.ListTenants(ctx)
 	if err != nil {

@@ -83,11 +83,11 @@ func (s *Server) registerAudit() {
 			}
 			f.BeforeID = id
 		}
-		names, err := s.tenantNames(ctx)
-		if err != nil {
-			return nil, s.internal(err)
-		}
 		if in.Tenant != "" {
+			names, err := s.tenantNames(ctx)
+			if err != nil {
+				return nil, s.internal(err)
+			}
 			id, ok := tenantID(names, in.Tenant)
 			if !ok {
 				return nil, huma.Error404NotFound("no such tenant")

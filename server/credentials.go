@@ -47,9 +47,6 @@ type TicketOutput struct {
 	Body         TicketBody
 }
 
-// appidPattern is the shape of an account's key in the API.
-const appidPattern = "^[A-Za-z0-9_-]{1,64}$"
-
 // AccessTokenInput selects an account's access token.
 type AccessTokenInput struct {
 	AppID  string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`

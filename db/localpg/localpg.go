@@ -204,7 +204,7 @@ func (s *Server) launch(ctx context.Context, bin string, id identity, durable bo
 	}
 	s.cmd, s.exited = cmd, exited
 	if err := s.waitReady(ctx); err != nil {
-		_ = s.halt()
+		_ = s.halt(syscall.SIGINT)
 		return strings.Contains(s.logSince(attemptFrom), "could not create any TCP/IP sockets"), err
 	}
 	return false, nil
@@ -272,7 +272,7 @@ func (s *Server) Stop() error {
 		return nil
 	}
 	s.ended = true
-	return errors.Join(s.halt(), s.removeFiles())
+	return errors.Join(s.halt(syscall.SIGINT), s.removeFiles())
 }
 
 // Kill crashes the server at once: the postmaster and its children get SIGKILL, so no
@@ -302,21 +302,14 @@ func (s *Server) StopImmediate() error {
 		return nil
 	}
 	s.ended = true
-	// An already exited server makes Signal fail; the wait below then returns at once.
-	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-s.exited:
-		return s.removeFiles()
-	case <-time.After(stopTimeout):
-		return errors.Join(s.killTree(), s.removeFiles(),
-			fmt.Errorf("localpg: postgres did not stop within %s of SIGQUIT and was killed", stopTimeout))
-	}
+	return errors.Join(s.halt(syscall.SIGQUIT), s.removeFiles())
 }
 
-// halt asks the postmaster for a fast shutdown and waits for it, killing it if it hangs.
-func (s *Server) halt() error {
+// halt sends the postmaster sig (SIGINT: fast shutdown; SIGQUIT: immediate) and waits for
+// it, killing it if it hangs.
+func (s *Server) halt(sig syscall.Signal) error {
 	// An already exited server makes Signal fail; the wait below then returns at once.
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
 		return nil
@@ -324,7 +317,7 @@ func (s *Server) halt() error {
 		if err := s.killTree(); err != nil {
 			return err
 		}
-		return fmt.Errorf("localpg: postgres did not stop within %s and was killed", stopTimeout)
+		return fmt.Errorf("localpg: postgres did not stop within %s of %s and was killed", stopTimeout, sig)
 	}
 }
 
