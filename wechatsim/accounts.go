@@ -71,7 +71,7 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 	}
 
 	wd := s.world.Load()
-	fresh := &account{appid: in.AppID, kind: KindOfficialAccount, quotas: defaultQuotas}
+	fresh := &account{appid: in.AppID, kind: KindOfficialAccount, quotas: defaultQuotas, zone: s.cfg.QuotaZone}
 	v, loaded := wd.accounts.LoadOrStore(in.AppID, fresh)
 	a := v.(*account)
 

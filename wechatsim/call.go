@@ -48,14 +48,36 @@ func (c *call) counters() *counters {
 	return &c.wd.orphan
 }
 
-// fail answers a WeChat error and counts it.
+// fail answers a WeChat error and counts it; under Config.CountRefusedCalls
+// it also counts against the account's daily quota of the call's API.
+// Callers do not hold the account's mu.
 func (c *call) fail(code int) {
 	c.counters().failed(c.api, code)
-	writeJSON(c.w, http.StatusOK, errorBody(code, c.r, c.s.now()))
+	now := c.s.now()
+	if a := c.acct; a != nil && c.s.cfg.CountRefusedCalls && int(c.api) < numQuotaAPIs {
+		a.mu.Lock()
+		a.rollDay(now)
+		a.used[c.api]++
+		a.mu.Unlock()
+	}
+	writeJSON(c.w, http.StatusOK, errorBody(code, c.r, now))
 }
 
 // succeed answers a WeChat success body.
 func (c *call) succeed(body any) { writeJSON(c.w, http.StatusOK, body) }
+
+// deliver answers the success of a credential-issuing call, unless the
+// reset-after-issue fault loses the answer: the credential stays issued and
+// the connection is closed without a word, as when a network fails between
+// WeChat and the caller. Callers do not hold the account's mu.
+func (c *call) deliver(body any) {
+	if c.faults != nil && chance(c.faults.ResetAfterIssueRate) {
+		c.counters().answerLost()
+		dropConnection(c.w)
+		return
+	}
+	c.succeed(body)
+}
 
 // requireMethod answers 43001/43002 as WeChat does for a wrong method.
 func (c *call) requireMethod(method string) bool {
@@ -70,10 +92,10 @@ func (c *call) requireMethod(method string) bool {
 	return false
 }
 
-// injectFaults applies the drop, busy and IP-whitelist faults of a
-// credential-issuing call and reports whether it answered (or dropped) the
-// call. The quota fault is checked later, with the real quota, so it keeps
-// the same precedence as a real 45009.
+// injectFaults applies the faults of a credential-issuing call that refuse
+// it (see Faults for the order) and reports whether it answered (or dropped)
+// the call. The quota fault is checked later, with the real quota, so it
+// keeps the same precedence as a real 45009.
 func (c *call) injectFaults() bool {
 	f := c.faults
 	switch {
@@ -82,15 +104,20 @@ func (c *call) injectFaults() bool {
 	case chance(f.DropRate):
 		c.counters().drop()
 		dropConnection(c.w)
-		return true
 	case chance(f.BusyRate):
 		c.fail(CodeBusy)
-		return true
+	case f.HTTPStatus != 0:
+		writeHTTPError(c.w, f.HTTPStatus)
+	case f.HTMLError:
+		writeHTMLError(c.w)
+	case f.ErrCode != 0:
+		c.fail(f.ErrCode)
 	case f.IPNotWhitelisted:
 		c.fail(CodeIPNotWhitelisted)
-		return true
+	default:
+		return false
 	}
-	return false
+	return true
 }
 
 // quotaExhausted reports the quota fault.

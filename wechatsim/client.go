@@ -67,6 +67,18 @@ func (c *Client) Reset(ctx context.Context) error {
 	return nil
 }
 
+// VerifyJSSDK asks whether a JS-SDK signature was made with a jsapi ticket
+// of r.AppID that is live right now (POST /sim/verify-jssdk). An invalid
+// signature is not an error: valid is false and reason says why (one of the
+// JSSDKReason constants). err is for transport failures and malformed checks.
+func (c *Client) VerifyJSSDK(ctx context.Context, r JSSDKCheck) (valid bool, reason string, err error) {
+	var v jssdkVerdict
+	if err := c.do(ctx, http.MethodPost, "/sim/verify-jssdk", r, &v); err != nil {
+		return false, "", fmt.Errorf("verify jssdk %s: %w", r.AppID, err)
+	}
+	return v.Valid, v.Reason, nil
+}
+
 // Use presents token to WeChat's cheap get_api_domain_ip call, the way an
 // application server uses a token, and returns the errcode: 0 when the token
 // works, 40001 when it is superseded or unknown, 42001 when it expired. err

@@ -44,6 +44,19 @@ func TestClientDrivesTheSimulator(t *testing.T) {
 	require.Equal(t, int64(2), st.Accounts["wx_client"].TokensIssued)
 	require.Equal(t, int64(1), st.Accounts["wx_client"].Errors[APIToken][CodeBusy])
 
+	tok = tb.mustToken(t, "wx_client", "s")
+	check := signed("wx_client", tb.mustTicket(t, tok, TicketJSAPI))
+	valid, reason, err := c.VerifyJSSDK(ctx, check)
+	require.NoError(t, err)
+	require.True(t, valid, reason)
+	check.NonceStr = "other"
+	valid, reason, err = c.VerifyJSSDK(ctx, check)
+	require.NoError(t, err)
+	require.False(t, valid)
+	require.Equal(t, JSSDKReasonNoMatch, reason)
+	_, _, err = c.VerifyJSSDK(ctx, JSSDKCheck{AppID: "wx_client"})
+	require.ErrorContains(t, err, "missing url, noncestr, signature", "a malformed check is an error, not a verdict")
+
 	require.NoError(t, c.Reset(ctx))
 	st, err = c.Stats(ctx, "")
 	require.NoError(t, err)
@@ -68,9 +81,11 @@ func TestClientRejectsAnswersThatAreNotWeChats(t *testing.T) {
 // successful call issued exactly one token, and no token was rejected while
 // the clock stood still inside the overlap.
 func TestConcurrentAccountsAreIndependent(t *testing.T) {
-	clock := &fakeClock{t: t0}
-	sim := New(Config{Now: clock.Now})
 	const accounts, workers, rounds = 100, 4, 10
+	clock := &fakeClock{t: t0}
+	// Every token an account issues stays live: between one worker's fetch
+	// and use, the others may fetch any number of tokens.
+	sim := New(Config{Now: clock.Now, ClassicSurvivors: workers * rounds})
 	for i := range accounts {
 		require.NoError(t, sim.AddAccount(Account{AppID: fmt.Sprintf("wx_%03d", i), Secret: "s"}))
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -19,8 +20,12 @@ import (
 // posting an empty Faults for it.
 //
 // Latency applies to every WeChat endpoint. The other faults apply to the
-// credential-issuing endpoints only (token, stable_token, getticket), in this
-// order: drop, busy, IP whitelist, quota. None of them issues anything.
+// credential-issuing endpoints only (token, stable_token, getticket). Those
+// that refuse a call are tried in this order, and the first that fires
+// answers: drop, busy, HTTP status, HTML error, errcode, IP whitelist, then
+// the quota fault (checked where a real 45009 would be). None of them issues
+// anything. ResetAfterIssueRate is the exception: it applies after a call
+// has issued its credential, and loses only the answer.
 //
 // On the wire latency is a Go duration string ("200ms") or latency_ms.
 type Faults struct {
@@ -38,6 +43,21 @@ type Faults struct {
 	QuotaExhausted bool
 	// IPNotWhitelisted answers 40164, as for a caller outside the IP whitelist.
 	IPNotWhitelisted bool
+	// ErrCode, when non-zero, answers this WeChat errcode to every call: 40001
+	// for a secret WeChat stopped accepting (on /cgi-bin/token too), 40014,
+	// 41001, 45011, 48001, 61004, 40243, 89503 or any other.
+	ErrCode int
+	// HTTPStatus, when non-zero (500–599), answers that HTTP status with a
+	// short plain-text body, as a failing front end does.
+	HTTPStatus int
+	// HTMLError answers HTTP 200 with an HTML error page, as a gateway in
+	// front of WeChat sometimes does: the status says nothing went wrong.
+	HTMLError bool
+	// ResetAfterIssueRate is the fraction of otherwise successful calls whose
+	// answer is lost: the credential is issued, with every effect of a
+	// success (superseding, quota, counters), and then the connection is
+	// closed without an answer. The caller never learns the live token.
+	ResetAfterIssueRate float64
 	// Clear removes the faults of AppID (the global faults when empty) instead
 	// of setting them.
 	Clear bool
@@ -52,21 +72,33 @@ type faultsWire struct {
 	DropRate         float64  `json:"drop_rate,omitempty"`
 	QuotaExhausted   bool     `json:"quota_exhausted,omitempty"`
 	IPNotWhitelisted bool     `json:"ip_not_whitelisted,omitempty"`
-	Clear            bool     `json:"clear,omitempty"`
+	// ErrCode is a pointer so that an explicit 0, which would be a success
+	// rather than a fault, can be refused instead of silently meaning "none".
+	ErrCode             *int    `json:"errcode,omitempty"`
+	HTTPStatus          int     `json:"http_status,omitempty"`
+	HTMLError           bool    `json:"html_error,omitempty"`
+	ResetAfterIssueRate float64 `json:"reset_after_issue_rate,omitempty"`
+	Clear               bool    `json:"clear,omitempty"`
 }
 
 // MarshalJSON writes latency as a duration string.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	w := faultsWire{
-		AppID:            f.AppID,
-		BusyRate:         f.BusyRate,
-		DropRate:         f.DropRate,
-		QuotaExhausted:   f.QuotaExhausted,
-		IPNotWhitelisted: f.IPNotWhitelisted,
-		Clear:            f.Clear,
+		AppID:               f.AppID,
+		BusyRate:            f.BusyRate,
+		DropRate:            f.DropRate,
+		QuotaExhausted:      f.QuotaExhausted,
+		IPNotWhitelisted:    f.IPNotWhitelisted,
+		HTTPStatus:          f.HTTPStatus,
+		HTMLError:           f.HTMLError,
+		ResetAfterIssueRate: f.ResetAfterIssueRate,
+		Clear:               f.Clear,
 	}
 	if f.Latency > 0 {
 		w.Latency = f.Latency.String()
+	}
+	if f.ErrCode != 0 {
+		w.ErrCode = &f.ErrCode
 	}
 	return json.Marshal(w)
 }
@@ -79,12 +111,21 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*f = Faults{
-		AppID:            w.AppID,
-		BusyRate:         w.BusyRate,
-		DropRate:         w.DropRate,
-		QuotaExhausted:   w.QuotaExhausted,
-		IPNotWhitelisted: w.IPNotWhitelisted,
-		Clear:            w.Clear,
+		AppID:               w.AppID,
+		BusyRate:            w.BusyRate,
+		DropRate:            w.DropRate,
+		QuotaExhausted:      w.QuotaExhausted,
+		IPNotWhitelisted:    w.IPNotWhitelisted,
+		HTTPStatus:          w.HTTPStatus,
+		HTMLError:           w.HTMLError,
+		ResetAfterIssueRate: w.ResetAfterIssueRate,
+		Clear:               w.Clear,
+	}
+	if w.ErrCode != nil {
+		if *w.ErrCode == 0 {
+			return fmt.Errorf("%w: errcode 0 is a success, not a fault", ErrInvalidFaults)
+		}
+		f.ErrCode = *w.ErrCode
 	}
 	switch {
 	case w.Latency != "":
@@ -111,6 +152,12 @@ func (f Faults) validate() error {
 	}
 	if f.Latency < 0 {
 		return fmt.Errorf("%w: latency %v is negative", ErrInvalidFaults, f.Latency)
+	}
+	if f.HTTPStatus != 0 && (f.HTTPStatus < 500 || f.HTTPStatus > 599) {
+		return fmt.Errorf("%w: http_status %d is not in [500, 599]", ErrInvalidFaults, f.HTTPStatus)
+	}
+	if f.ResetAfterIssueRate < 0 || f.ResetAfterIssueRate > 1 {
+		return fmt.Errorf("%w: reset_after_issue_rate %v is not in [0, 1]", ErrInvalidFaults, f.ResetAfterIssueRate)
 	}
 	return nil
 }
@@ -235,6 +282,30 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// writeHTTPError answers status with a short plain-text body, the way a
+// front end that never reached WeChat does.
+func writeHTTPError(w http.ResponseWriter, status int) {
+	http.Error(w, fmt.Sprintf("%d %s", status, http.StatusText(status)), status)
+}
+
+// gatewayErrorPage is what a proxy in front of WeChat answers, with HTTP 200,
+// when it cannot reach it.
+const gatewayErrorPage = `<html>
+<head><title>502 Bad Gateway</title></head>
+<body>
+<center><h1>502 Bad Gateway</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+`
+
+// writeHTMLError answers HTTP 200 with gatewayErrorPage.
+func writeHTMLError(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, gatewayErrorPage)
 }
 
 // dropConnection closes the client's connection without an answer. Hijacking

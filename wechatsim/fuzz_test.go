@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,9 +19,11 @@ var fuzzClock = time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
 // POST /sim/faults, then POST /cgi-bin/stable_token of a fresh simulator, each
 // through ServeHTTP. No request may panic (except the documented
 // http.ErrAbortHandler of an injected connection drop, which net/http turns
-// into a closed connection) or answer 5xx, every answer is one JSON document,
-// /sim/accounts never returns the secret, and stable_token issues a token only
-// for the appid and secret of the account created by the first body.
+// into a closed connection). The /sim/ endpoints never answer 5xx and always
+// one JSON document, and /sim/accounts never returns the secret. stable_token
+// answers 5xx or HTML only when the faults in force for the appid it names ask
+// for exactly that, one JSON document otherwise, and issues a token only for
+// the appid and secret of the account created by the first body.
 func FuzzSimulatorBodies(f *testing.F) {
 	accounts := []string{
 		`{"appid":"wx_a","secret":"secret_a"}`,
@@ -47,6 +50,13 @@ func FuzzSimulatorBodies(f *testing.F) {
 		`{"busy_rate":1.5}`,
 		`{"appid":"wx_a","clear":true}`,
 		`{"latency_ms":1e300}`,
+		`{"appid":"wx_a","http_status":503}`,
+		`{"http_status":200}`,
+		`{"html_error":true}`,
+		`{"appid":"wx_a","errcode":48001}`,
+		`{"errcode":0}`,
+		`{"appid":"wx_a","reset_after_issue_rate":1}`,
+		`{"reset_after_issue_rate":2}`,
 	}
 	stables := []string{
 		`{"grant_type":"client_credential","appid":"wx_a","secret":"secret_a"}`,
@@ -72,7 +82,7 @@ func FuzzSimulatorBodies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, accountBody, faultsBody, stableBody []byte) {
 		sim := New(Config{Now: func() time.Time { return fuzzClock }})
 
-		status, body := fuzzPost(t, sim, "/sim/accounts", accountBody)
+		status, body := fuzzSimPost(t, sim, "/sim/accounts", accountBody)
 		created := status == http.StatusOK || status == http.StatusCreated
 		if created {
 			var out map[string]json.RawMessage
@@ -84,15 +94,25 @@ func FuzzSimulatorBodies(f *testing.F) {
 			}
 		}
 
-		fuzzPost(t, sim, "/sim/faults", faultsBody)
+		fuzzSimPost(t, sim, "/sim/faults", faultsBody)
 
-		status, body = fuzzPost(t, sim, pathStableToken, stableBody)
-		if status == 0 {
+		var acct Account
+		var req stableRequest
+		_ = json.Unmarshal(accountBody, &acct)
+		_ = json.Unmarshal(stableBody, &req)
+		f := sim.world.Load().faults.forApp(req.AppID)
+		status, header, body := fuzzPost(t, sim, pathStableToken, stableBody)
+		switch {
+		case status == 0:
 			return // the connection was dropped by an injected fault
-		}
-		if status != http.StatusOK {
+		case f != nil && f.HTTPStatus == status:
+			return // the injected HTTP status fault
+		case f != nil && f.HTMLError && status == http.StatusOK && strings.HasPrefix(header.Get("Content-Type"), "text/html"):
+			return // the injected HTML error fault
+		case status != http.StatusOK:
 			t.Fatalf("POST %s answered HTTP %d; WeChat errors are HTTP 200 with an errcode: %s", pathStableToken, status, body)
 		}
+		requireOneJSON(t, pathStableToken, stableBody, status, body)
 		var ans struct {
 			ErrCode     int    `json:"errcode"`
 			AccessToken string `json:"access_token"`
@@ -109,10 +129,6 @@ func FuzzSimulatorBodies(f *testing.F) {
 		}
 		// A token: the request must name the account the first body created,
 		// with its secret.
-		var acct Account
-		var req stableRequest
-		_ = json.Unmarshal(accountBody, &acct)
-		_ = json.Unmarshal(stableBody, &req)
 		switch {
 		case ans.AccessToken == "" || ans.ExpiresIn <= 0:
 			t.Fatalf("POST %s succeeded without a usable token: %s", pathStableToken, body)
@@ -124,10 +140,10 @@ func FuzzSimulatorBodies(f *testing.F) {
 	})
 }
 
-// fuzzPost makes one POST through sim.ServeHTTP and checks what every answer
-// must be: no panic but a connection drop, no 5xx, one JSON document. It
-// returns the status and body, or 0 for a dropped connection.
-func fuzzPost(t *testing.T, sim *Simulator, path string, body []byte) (status int, answer []byte) {
+// fuzzPost makes one POST through sim.ServeHTTP and returns the status,
+// header and body, or status 0 for a dropped connection. No request may
+// panic but for a connection drop.
+func fuzzPost(t *testing.T, sim *Simulator, path string, body []byte) (status int, header http.Header, answer []byte) {
 	t.Helper()
 	// The caller has given up already, so injected latency ends at once: the
 	// simulator stops waiting then and answers. (A real wait would be slow,
@@ -150,16 +166,30 @@ func fuzzPost(t *testing.T, sim *Simulator, path string, body []byte) (status in
 		return false
 	}()
 	if dropped {
-		return 0, nil
+		return 0, nil, nil
 	}
 	res := rec.Result()
-	if res.StatusCode >= 500 {
-		t.Fatalf("POST %s %q answered HTTP %d: %s", path, body, res.StatusCode, rec.Body.Bytes())
+	return res.StatusCode, res.Header, rec.Body.Bytes()
+}
+
+// fuzzSimPost posts to a simulator-only endpoint, which must answer below 500
+// with one JSON document.
+func fuzzSimPost(t *testing.T, sim *Simulator, path string, body []byte) (status int, answer []byte) {
+	t.Helper()
+	status, _, answer = fuzzPost(t, sim, path, body)
+	if status >= 500 || status == 0 {
+		t.Fatalf("POST %s %q answered HTTP %d: %s", path, body, status, answer)
 	}
-	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	requireOneJSON(t, path, body, status, answer)
+	return status, answer
+}
+
+// requireOneJSON fails unless answer is exactly one JSON document.
+func requireOneJSON(t *testing.T, path string, body []byte, status int, answer []byte) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(answer))
 	var v any
 	if err := dec.Decode(&v); err != nil || dec.More() {
-		t.Fatalf("POST %s %q answered HTTP %d with %q, not one JSON document (%v)", path, body, res.StatusCode, rec.Body.Bytes(), err)
+		t.Fatalf("POST %s %q answered HTTP %d with %q, not one JSON document (%v)", path, body, status, answer, err)
 	}
-	return res.StatusCode, rec.Body.Bytes()
 }

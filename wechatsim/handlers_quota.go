@@ -137,7 +137,7 @@ func (s *Simulator) handleClearQuotaV2(w http.ResponseWriter, r *http.Request) {
 }
 
 // clearQuota resets today's quota counters of a (token, stable_token,
-// getticket), within ClearQuotaMonthlyLimit resets per China month. The
+// getticket), within ClearQuotaMonthlyLimit resets per quota month. The
 // stable_token force limit is a separate rule and is not reset.
 func (s *Simulator) clearQuota(c *call, a *account) {
 	now := s.now()

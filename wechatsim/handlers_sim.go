@@ -1,6 +1,7 @@
 package wechatsim
 
 import (
+	"errors"
 	"net/http"
 )
 
@@ -52,7 +53,11 @@ func (s *Simulator) handleSimFaults(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		var f Faults
 		if err := decodeJSONBody(w, r, &f); err != nil {
-			writeSimError(w, http.StatusBadRequest, "wechatsim: faults must be a JSON object: "+err.Error())
+			msg := err.Error()
+			if !errors.Is(err, ErrInvalidFaults) {
+				msg = "wechatsim: faults must be a JSON object: " + msg
+			}
+			writeSimError(w, http.StatusBadRequest, msg)
 			return
 		}
 		if err := s.SetFaults(f); err != nil {

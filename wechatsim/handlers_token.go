@@ -12,19 +12,12 @@ type TokenAnswer struct {
 	ExpiresIn   int    `json:"expires_in"`
 }
 
-// TicketAnswer is WeChat's success answer of /cgi-bin/ticket/getticket.
-type TicketAnswer struct {
-	ErrCode   int    `json:"errcode"`
-	ErrMsg    string `json:"errmsg"`
-	Ticket    string `json:"ticket"`
-	ExpiresIn int    `json:"expires_in"`
-}
-
 const grantClientCredential = "client_credential"
 
 // handleToken serves GET /cgi-bin/token, the classic token: every successful
-// call issues a new token, and every token that was live before dies at
-// min(its own expiry, now+overlap).
+// call issues a new token. The previous one dies at min(its own expiry,
+// now+overlap), and superseded tokens beyond Config.ClassicSurvivors die at
+// once.
 func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	c := s.begin(w, r, apiToken)
 	q := r.URL.Query()
@@ -65,20 +58,15 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		c.fail(CodeQuotaExceeded)
 		return
 	}
-	// Only successful calls count against the quota: WeChat counts the calls
-	// it served, and a refusal must not make the next day's refusals worse.
+	// Served calls count against the quota here; refused ones only under
+	// Config.CountRefusedCalls (see call.fail).
 	a.used[apiToken]++
-	// Only the newest classic token can still be unsuperseded: each earlier
-	// one was superseded when its successor was issued, with a deadline no
-	// later than this one's would be.
-	if prev := a.classic; prev != nil {
-		prev.supersede(now, s.cfg.Overlap)
-	}
+	a.classic = retire(a.classic, now, s.cfg.Overlap, s.cfg.ClassicSurvivors)
 	t := s.issueLocked(c.wd, a, kindClassic, now)
-	a.classic = t
+	a.classic = append(a.classic, t)
 	a.mu.Unlock()
 
-	c.succeed(TokenAnswer{AccessToken: t.value, ExpiresIn: seconds(s.cfg.TokenTTL)})
+	c.deliver(TokenAnswer{AccessToken: t.value, ExpiresIn: seconds(s.cfg.TokenTTL)})
 }
 
 // stableRequest is the JSON body of /cgi-bin/stable_token.
@@ -150,12 +138,12 @@ func (s *Simulator) handleStableToken(w http.ResponseWriter, r *http.Request) {
 	} else {
 		t = s.normalStableLocked(c.wd, a, now)
 	}
-	// Successful calls only count against the quota; see handleToken.
+	// Served calls count against the quota; see handleToken.
 	a.used[apiStableToken]++
 	expiresIn := seconds(t.expiresAt.Sub(now))
 	a.mu.Unlock()
 
-	c.succeed(TokenAnswer{AccessToken: t.value, ExpiresIn: expiresIn})
+	c.deliver(TokenAnswer{AccessToken: t.value, ExpiresIn: expiresIn})
 }
 
 // normalStableLocked is stable_token without force: the current token while
@@ -171,82 +159,37 @@ func (s *Simulator) normalStableLocked(wd *world, a *account, now time.Time) *to
 		}
 	}
 	t := s.issueLocked(wd, a, kindStable, now)
-	a.stable = append(liveTokens(a.stable, now), t)
+	a.stable = append(liveOnly(a.stable, now), t)
 	return t
 }
 
 // forceStableLocked is stable_token with force_refresh. It reports false when
 // the daily force limit is used up (45009, nothing issued). A force sooner
-// than ForceMinInterval after the previous refreshing force does not refresh;
-// it answers what normal mode would, and does not count toward the limit.
-// Callers hold a.mu and have called rollDay.
+// than ForceMinInterval after the previous force call does not refresh: it
+// answers what normal mode would and does not count toward the limit, but it
+// restarts the spacing, so hammering force never gets through. A refresh
+// kills the older stable tokens at once, or after the overlap under
+// Config.ForceGrace. Callers hold a.mu and have called rollDay.
 func (s *Simulator) forceStableLocked(wd *world, a *account, now time.Time) (*tokenRecord, bool) {
 	if s.cfg.ForceDailyLimit > 0 && a.forcesToday >= s.cfg.ForceDailyLimit {
 		return nil, false
 	}
-	if !a.lastForce.IsZero() && now.Sub(a.lastForce) < s.cfg.ForceMinInterval {
+	prev := a.lastForce
+	a.lastForce = now
+	if !prev.IsZero() && now.Sub(prev) < s.cfg.ForceMinInterval {
 		return s.normalStableLocked(wd, a, now), true
 	}
+	var overlap time.Duration
+	if s.cfg.ForceGrace {
+		overlap = s.cfg.Overlap
+	}
 	for _, old := range a.stable {
-		old.supersede(now, s.cfg.Overlap)
+		old.supersede(now, overlap)
 	}
 	t := s.issueLocked(wd, a, kindStable, now)
 	clear(a.stable)
 	a.stable = append(a.stable[:0], t)
 	a.forcesToday++
-	a.lastForce = now
 	a.stats.forcedRefresh()
 	return t, true
-}
-
-// liveTokens filters ts in place to the tokens still working at now.
-func liveTokens(ts []*tokenRecord, now time.Time) []*tokenRecord {
-	out := ts[:0]
-	for _, t := range ts {
-		if now.Before(t.deadline) {
-			out = append(out, t)
-		}
-	}
-	clear(ts[len(out):])
-	return out
-}
-
-// Ticket types accepted by getticket.
-const (
-	TicketJSAPI  = "jsapi"
-	TicketWxCard = "wx_card"
-)
-
-// handleGetTicket serves GET /cgi-bin/ticket/getticket. Each successful call
-// issues a new ticket of the requested type, valid for the token lifetime.
-func (s *Simulator) handleGetTicket(w http.ResponseWriter, r *http.Request) {
-	c := s.begin(w, r, apiGetTicket)
-	rec, ok := c.useToken(http.MethodGet, true)
-	if !ok {
-		return
-	}
-	typ := r.URL.Query().Get("type")
-	if typ != TicketJSAPI && typ != TicketWxCard {
-		c.fail(CodeInvalidArgs)
-		return
-	}
-	a := rec.acct
-	a.mu.Lock()
-	a.rollDay(s.now())
-	if c.quotaExhausted() || a.overQuota(apiGetTicket) {
-		a.mu.Unlock()
-		c.fail(CodeQuotaExceeded)
-		return
-	}
-	// Successful calls only count against the quota; see handleToken.
-	a.used[apiGetTicket]++
-	a.mu.Unlock()
-	a.stats.ticketIssued(typ)
-
-	c.succeed(TicketAnswer{
-		ErrCode:   0,
-		ErrMsg:    "ok",
-		Ticket:    newSecretString(ticketBytes),
-		ExpiresIn: seconds(s.cfg.TokenTTL),
-	})
 }

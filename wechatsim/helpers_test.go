@@ -86,9 +86,9 @@ type wxAnswer struct {
 	Raw         map[string]json.RawMessage
 }
 
-// do sends a request to a WeChat endpoint and decodes the answer, which must
-// be HTTP 200 JSON.
-func (tb *testBundle) do(t *testing.T, method, path string, query url.Values, contentType string, body []byte) wxAnswer {
+// send sends a request to the simulator with hc and returns the raw answer,
+// or the transport error of a connection closed without one.
+func (tb *testBundle) send(t *testing.T, hc *http.Client, method, path string, query url.Values, contentType string, body []byte) (*http.Response, []byte, error) {
 	t.Helper()
 	u := tb.srv.URL + path
 	if len(query) > 0 {
@@ -99,10 +99,30 @@ func (tb *testBundle) do(t *testing.T, method, path string, query url.Values, co
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := tb.srv.Client().Do(req)
-	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b, nil
+}
+
+// noReuseClient never reuses a connection. Tests of faults that close
+// connections need it: the transport silently retries an idempotent request
+// that failed on a reused connection, which would make one call two.
+func noReuseClient(t *testing.T) *http.Client {
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(hc.CloseIdleConnections)
+	return hc
+}
+
+// do sends a request to a WeChat endpoint and decodes the answer, which must
+// be HTTP 200 JSON.
+func (tb *testBundle) do(t *testing.T, method, path string, query url.Values, contentType string, body []byte) wxAnswer {
+	t.Helper()
+	resp, b, err := tb.send(t, tb.srv.Client(), method, path, query, contentType, body)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body %s", b)
 	require.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"))
@@ -167,6 +187,43 @@ func (tb *testBundle) mustStable(t *testing.T, appid, secret string, force bool)
 	require.Zero(t, ans.ErrCode, ans.ErrMsg)
 	require.NotEmpty(t, ans.AccessToken)
 	return ans
+}
+
+// mustTicket fetches a ticket and fails the test unless it was issued.
+func (tb *testBundle) mustTicket(t *testing.T, token, typ string) string {
+	t.Helper()
+	ans := tb.ticket(t, token, typ)
+	require.Zero(t, ans.ErrCode, ans.ErrMsg)
+	require.NotEmpty(t, ans.Ticket)
+	return ans.Ticket
+}
+
+// pageURL is the page the JS-SDK tests sign for.
+const pageURL = "https://example.com/shop?item=42"
+
+// signed is a JS-SDK check of pageURL for appid, signed with ticket.
+func signed(appid, ticket string) JSSDKCheck {
+	const nonce, ts = "Wm3WZYTPz0wzccnW", 1773108000
+	return JSSDKCheck{AppID: appid, URL: pageURL, NonceStr: nonce, Timestamp: ts, Signature: jssdkSignature(ticket, nonce, ts, pageURL)}
+}
+
+// verify asks the simulator over HTTP about a JS-SDK signature.
+func (tb *testBundle) verify(t *testing.T, r JSSDKCheck) (bool, string) {
+	t.Helper()
+	valid, reason, err := tb.client.VerifyJSSDK(context.Background(), r)
+	require.NoError(t, err)
+	return valid, reason
+}
+
+// peek reads appid's internal state under its lock, for tests that must see
+// what a client could not, such as a token whose answer was lost.
+func (tb *testBundle) peek(t *testing.T, appid string, read func(a *account) string) string {
+	t.Helper()
+	a := tb.sim.world.Load().account(appid)
+	require.NotNil(t, a)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return read(a)
 }
 
 func (tb *testBundle) stats(t *testing.T, appid string) AccountStats {

@@ -257,3 +257,62 @@ func TestClearQuotaErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestQuotaDayFollowsQuotaZone(t *testing.T) {
+	tests := []struct {
+		name        string
+		zone        *time.Location
+		lastOfDay   time.Time
+		firstOfNext time.Time
+	}{
+		{name: "default: midnight in China", lastOfDay: time.Date(2026, 3, 10, 15, 59, 59, 0, time.UTC),
+			firstOfNext: time.Date(2026, 3, 10, 16, 0, 0, 0, time.UTC)},
+		{name: "UTC", zone: time.UTC, lastOfDay: time.Date(2026, 3, 10, 23, 59, 59, 0, time.UTC),
+			firstOfNext: time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := setup(t, Config{QuotaZone: tt.zone})
+			require.NoError(t, tb.sim.AddAccount(Account{AppID: appA, Secret: secretA, Quotas: map[string]int{APIToken: 1}}))
+			tb.mustToken(t, appA, secretA) // at t0, 02:00 UTC
+			tb.clock.Set(tt.lastOfDay)
+			require.Equal(t, CodeQuotaExceeded, tb.token(t, appA, secretA).ErrCode, "still the same quota day")
+			require.Equal(t, 1, tb.stats(t, appA).QuotaUsed[APIToken])
+			tb.clock.Set(tt.firstOfNext)
+			require.Equal(t, 0, tb.stats(t, appA).QuotaUsed[APIToken], "stats see the new day before any call")
+			tb.mustToken(t, appA, secretA)
+		})
+	}
+}
+
+func TestCountRefusedCalls(t *testing.T) {
+	tests := []struct {
+		name     string
+		count    bool
+		wantUsed int // after one served call and two refused ones
+		wantNext int // the errcode of the next good call, with a quota of 3
+	}{
+		{name: "default: refusals are free", wantUsed: 1, wantNext: 0},
+		{name: "refusals counted", count: true, wantUsed: 3, wantNext: CodeQuotaExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := setup(t, Config{CountRefusedCalls: tt.count})
+			require.NoError(t, tb.sim.AddAccount(Account{AppID: appA, Secret: secretA, Quotas: map[string]int{APIToken: 3}}))
+			tb.mustToken(t, appA, secretA)
+			require.Equal(t, CodeInvalidSecret, tb.token(t, appA, "wrong").ErrCode)
+			require.NoError(t, tb.sim.SetFaults(Faults{AppID: appA, BusyRate: 1}))
+			require.Equal(t, CodeBusy, tb.token(t, appA, secretA).ErrCode)
+			// An answer that is not WeChat's (no errcode) never counts.
+			require.NoError(t, tb.sim.SetFaults(Faults{AppID: appA, HTTPStatus: http.StatusBadGateway}))
+			resp, _, err := credentialCalls[0].raw(t, tb, "")
+			require.NoError(t, err)
+			require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+			require.NoError(t, tb.sim.SetFaults(Faults{AppID: appA, Clear: true}))
+
+			require.Equal(t, tt.wantUsed, tb.stats(t, appA).QuotaUsed[APIToken])
+			require.Equal(t, tt.wantNext, tb.token(t, appA, secretA).ErrCode)
+			require.Zero(t, tb.stats(t, appB).QuotaUsed[APIToken], "other appids are untouched")
+		})
+	}
+}

@@ -146,8 +146,9 @@ func TestStatsJSONShape(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, body, "at")
 	a := body["accounts"].(map[string]any)[appA].(map[string]any)
-	for _, key := range []string{"kind", "calls", "errors", "dropped", "tokens_issued", "tokens_issued_by_kind",
-		"token_issue_times", "tickets_issued", "forced_refreshes", "uses_accepted", "uses_rejected", "quota_used"} {
+	for _, key := range []string{"kind", "calls", "errors", "dropped", "answers_lost", "tokens_issued", "tokens_issued_by_kind",
+		"token_issue_times", "tickets_issued", "forced_refreshes", "uses_accepted", "uses_rejected", "jssdk_accepted",
+		"jssdk_rejected", "quota_used"} {
 		require.Contains(t, a, key)
 	}
 	calls := a["calls"].(map[string]any)

@@ -17,8 +17,13 @@ const (
 	// force refreshes; a force sooner than that does not refresh.
 	DefaultForceMinInterval = 30 * time.Second
 	// DefaultForceDailyLimit is how many stable_token force refreshes an appid
-	// gets per China day.
+	// gets per quota day (a China day unless Config.QuotaZone says otherwise).
 	DefaultForceDailyLimit = 20
+	// DefaultClassicSurvivors is how many superseded classic tokens (and
+	// tickets of one type) an account keeps alive beside the current one.
+	// WeChat promises only that "the old and the new" work during the
+	// overlap, so one is the strictest reading that keeps that promise.
+	DefaultClassicSurvivors = 1
 
 	// DefaultTokenQuota is the daily limit of /cgi-bin/token calls per appid.
 	DefaultTokenQuota = 2000
@@ -28,7 +33,8 @@ const (
 	DefaultGetTicketQuota = 100000
 
 	// ClearQuotaMonthlyLimit is how many quota resets (clear_quota and
-	// clear_quota/v2 together) an account gets per China calendar month.
+	// clear_quota/v2 together) an account gets per calendar month of the
+	// quota zone (China unless Config.QuotaZone says otherwise).
 	ClearQuotaMonthlyLimit = 10
 )
 
@@ -46,13 +52,34 @@ type Config struct {
 	// Now is the simulator's clock; nil means time.Now. It must be safe for
 	// concurrent use. Tests inject a fake clock instead of sleeping.
 	Now func() time.Time
-	// ForceMinInterval is the minimum spacing of stable_token force refreshes;
-	// a force sooner than that after the previous refreshing force behaves like
-	// normal mode. Negative disables the rule.
+	// ForceMinInterval is the minimum spacing of stable_token force calls; a
+	// force sooner than that after the previous force call (whether that one
+	// refreshed or not) behaves like normal mode, and restarts the spacing.
+	// Negative disables the rule.
 	ForceMinInterval time.Duration
 	// ForceDailyLimit is how many refreshing stable_token forces an appid gets
-	// per China day; the next one answers 45009. Negative means unlimited.
+	// per quota day; the next one answers 45009. Negative means unlimited.
 	ForceDailyLimit int
+	// ForceGrace gives the stable tokens a force refresh replaces the overlap
+	// before they die. False (the default) kills them at once: a force exists
+	// to revoke a leaked token, and whether the replaced token lingers is not
+	// something wxhub may count on.
+	ForceGrace bool
+	// ClassicSurvivors is how many superseded classic tokens an account keeps
+	// alive beside its current one; issuing a token that would leave more
+	// kills the oldest at once (40001). Tickets follow the same rule per type.
+	// Zero or negative means DefaultClassicSurvivors: fewer than one would
+	// break WeChat's promise that the old and the new token work together.
+	ClassicSurvivors int
+	// QuotaZone is the time zone whose calendar days the daily quotas and the
+	// force limit count in, and whose months clear_quota's allowance counts
+	// in. Nil means China Standard Time (UTC+8). WeChat does not document when
+	// its counters reset; midnight in China is wxhub's assumption.
+	QuotaZone *time.Location
+	// CountRefusedCalls makes calls answered with an errcode count against
+	// the daily quota of their API. False (the default) counts only served
+	// calls: WeChat does not say, and wxhub assumes refusals are free.
+	CountRefusedCalls bool
 }
 
 // withDefaults fills zero fields and clamps the "disabled" negatives, so the
@@ -78,6 +105,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ForceDailyLimit == 0 {
 		c.ForceDailyLimit = DefaultForceDailyLimit
+	}
+	if c.ClassicSurvivors <= 0 {
+		c.ClassicSurvivors = DefaultClassicSurvivors
+	}
+	if c.QuotaZone == nil {
+		c.QuotaZone = chinaZone
 	}
 	return c
 }
@@ -135,6 +168,8 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleSimFaults(w, r)
 	case "/sim/reset":
 		s.handleSimReset(w, r)
+	case "/sim/verify-jssdk":
+		s.handleSimVerifyJSSDK(w, r)
 	default:
 		// WeChat's answer to an unknown path is not documented; a plain 404
 		// makes a wrong URL in a client obvious instead of looking like a

@@ -141,18 +141,20 @@ func TestStableExpiresInNeverBelowOverlapAndOneTokenPerCycle(t *testing.T) {
 	}
 }
 
-func TestStableForceKillsPreviousAfterOverlap(t *testing.T) {
+func TestStableForceKillsPreviousAtOnceUnlessForceGrace(t *testing.T) {
 	tests := []struct {
 		name    string
+		grace   bool
 		after   time.Duration // since the force
 		wantOld int
 	}{
-		{name: "during overlap", after: 299 * time.Second, wantOld: 0},
-		{name: "after overlap", after: 300 * time.Second, wantOld: CodeInvalidCredential},
+		{name: "default: dead right at the force", after: 0, wantOld: CodeInvalidCredential},
+		{name: "grace: during overlap", grace: true, after: 299 * time.Second, wantOld: 0},
+		{name: "grace: after overlap", grace: true, after: 300 * time.Second, wantOld: CodeInvalidCredential},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb := setup(t, Config{})
+			tb := setup(t, Config{ForceGrace: tt.grace})
 			old := tb.mustStable(t, appA, secretA, false).AccessToken
 			tb.clock.Add(time.Minute)
 			forced := tb.mustStable(t, appA, secretA, true)
@@ -169,30 +171,77 @@ func TestStableForceKillsPreviousAfterOverlap(t *testing.T) {
 
 func TestStableForceAlsoKillsTokenFromLastWindow(t *testing.T) {
 	// In the last window both the old and the new stable token live; a force
-	// supersedes both, each dying at min(own expiry, force+overlap).
-	tb := setup(t, Config{})
-	a := tb.mustStable(t, appA, secretA, false).AccessToken // expires at 7200 s
-	tb.clock.Set(t0.Add(6950 * time.Second))
-	b := tb.mustStable(t, appA, secretA, false).AccessToken
-	require.NotEqual(t, a, b)
-	tb.clock.Set(t0.Add(7000 * time.Second))
-	c := tb.mustStable(t, appA, secretA, true).AccessToken // a dies at 7200 s, b at 7300 s
-
-	steps := []struct {
+	// supersedes both: at once by default, and under ForceGrace each dies at
+	// min(own expiry, force+overlap).
+	type step struct {
 		at      time.Duration
 		a, b, c int
+	}
+	tests := []struct {
+		name  string
+		grace bool
+		steps []step
 	}{
-		{at: 7199 * time.Second, a: 0, b: 0, c: 0},
-		{at: 7200 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
-		{at: 7299 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
-		{at: 7300 * time.Second, a: CodeInvalidCredential, b: CodeInvalidCredential, c: 0},
+		{name: "default", steps: []step{
+			{at: 7000 * time.Second, a: CodeInvalidCredential, b: CodeInvalidCredential, c: 0},
+		}},
+		{name: "grace", grace: true, steps: []step{
+			{at: 7199 * time.Second, a: 0, b: 0, c: 0},
+			{at: 7200 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
+			{at: 7299 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
+			{at: 7300 * time.Second, a: CodeInvalidCredential, b: CodeInvalidCredential, c: 0},
+		}},
 	}
-	for _, st := range steps {
-		tb.clock.Set(t0.Add(st.at))
-		require.Equal(t, st.a, tb.use(t, a), "a at %v", st.at)
-		require.Equal(t, st.b, tb.use(t, b), "b at %v", st.at)
-		require.Equal(t, st.c, tb.use(t, c), "c at %v", st.at)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := setup(t, Config{ForceGrace: tt.grace})
+			a := tb.mustStable(t, appA, secretA, false).AccessToken // expires at 7200 s
+			tb.clock.Set(t0.Add(6950 * time.Second))
+			b := tb.mustStable(t, appA, secretA, false).AccessToken
+			require.NotEqual(t, a, b)
+			tb.clock.Set(t0.Add(7000 * time.Second))
+			c := tb.mustStable(t, appA, secretA, true).AccessToken
+			for _, st := range tt.steps {
+				tb.clock.Set(t0.Add(st.at))
+				require.Equal(t, st.a, tb.use(t, a), "a at %v", st.at)
+				require.Equal(t, st.b, tb.use(t, b), "b at %v", st.at)
+				require.Equal(t, st.c, tb.use(t, c), "c at %v", st.at)
+			}
+		})
 	}
+}
+
+func TestStableForceSpacingCountsEveryForceCall(t *testing.T) {
+	// Forces at these offsets, with the default 30 s spacing and a daily
+	// limit of 2 refreshing forces. A force inside the spacing does not
+	// refresh and does not use up the limit, but it restarts the spacing.
+	tests := []struct {
+		at          time.Duration
+		wantRefresh bool
+		wantCode    int
+	}{
+		{at: 0, wantRefresh: true},
+		{at: 20 * time.Second},                               // 20 s after a refresh
+		{at: 40 * time.Second},                               // 40 s after the refresh, but 20 s after the last force call
+		{at: 69 * time.Second},                               // 29 s after the last call
+		{at: 99 * time.Second, wantRefresh: true},            // 30 s after the last call: the limit's second force
+		{at: 200 * time.Second, wantCode: CodeQuotaExceeded}, // the non-refreshing ones did not use the limit up
+	}
+	tb := setup(t, Config{ForceDailyLimit: 2})
+	cur := ""
+	for _, tt := range tests {
+		tb.clock.Set(t0.Add(tt.at))
+		ans := tb.stable(t, appA, secretA, true)
+		require.Equal(t, tt.wantCode, ans.ErrCode, "force at %v: %s", tt.at, ans.ErrMsg)
+		if tt.wantCode != 0 {
+			continue
+		}
+		require.Equal(t, tt.wantRefresh, ans.AccessToken != cur, "force at %v", tt.at)
+		cur = ans.AccessToken
+	}
+	as := tb.stats(t, appA)
+	require.Equal(t, int64(2), as.ForcedRefreshes)
+	require.Equal(t, int64(2), as.TokensIssued)
 }
 
 func TestStableForceWithinMinIntervalDoesNotRefresh(t *testing.T) {

@@ -64,48 +64,94 @@ const (
 
 var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable}
 
-// tokenRecord is one issued access token.
-type tokenRecord struct {
-	value     string
-	kind      tokenKind
-	acct      *account
-	issuedAt  time.Time
-	expiresAt time.Time // natural expiry: issuedAt + TokenTTL
+// life is when an issued credential, access token or ticket, stops working.
+// Its fields are guarded by the owning account's mu.
+type life struct {
+	expiresAt time.Time // natural expiry: issue time + TokenTTL
 
-	// deadline and superseded are guarded by acct.mu. deadline starts at
-	// expiresAt and only ever moves earlier, when a newer token supersedes
-	// this one.
+	// deadline starts at expiresAt and only ever moves earlier, when a newer
+	// credential supersedes this one.
 	deadline   time.Time
 	superseded bool
 }
 
-// status answers what WeChat would say about the token at instant now:
-// 0 while it works; 40001 once it died because a newer token superseded it;
+func newLife(now time.Time, ttl time.Duration) life {
+	exp := now.Add(ttl)
+	return life{expiresAt: exp, deadline: exp}
+}
+
+// live reports whether the credential works at instant now.
+func (l *life) live(now time.Time) bool { return now.Before(l.deadline) }
+
+// status answers what WeChat would say about the credential at instant now:
+// 0 while it works; 40001 once it died because a newer one superseded it;
 // 42001 once it reached its natural expiry without having been superseded.
-// Callers hold t.acct.mu.
-func (t *tokenRecord) status(now time.Time) int {
+func (l *life) status(now time.Time) int {
 	switch {
-	case now.Before(t.deadline):
+	case l.live(now):
 		return 0
-	case t.superseded:
+	case l.superseded:
 		return CodeInvalidCredential
 	default:
 		return CodeTokenExpired
 	}
 }
 
-// supersede schedules the token's death at min(its deadline, now+overlap).
-// A token that is already dead is left alone, so a token that expired
-// naturally keeps answering 42001 rather than turning into 40001.
-// Callers hold t.acct.mu.
-func (t *tokenRecord) supersede(now time.Time, overlap time.Duration) {
-	if !now.Before(t.deadline) {
+// supersede schedules the credential's death at min(its deadline,
+// now+overlap); with no overlap it dies at once. A credential that is already
+// dead is left alone, so one that expired naturally keeps answering 42001
+// rather than turning into 40001.
+func (l *life) supersede(now time.Time, overlap time.Duration) {
+	if !l.live(now) {
 		return
 	}
-	if d := now.Add(overlap); d.Before(t.deadline) {
-		t.deadline = d
+	if d := now.Add(overlap); d.Before(l.deadline) {
+		l.deadline = d
 	}
-	t.superseded = true
+	l.superseded = true
+}
+
+// mortal is a credential with a life: *tokenRecord or *ticketRecord.
+type mortal interface {
+	live(now time.Time) bool
+	supersede(now time.Time, overlap time.Duration)
+}
+
+// retire makes room for a new credential in chain, the live credentials of
+// one kind, oldest first, whose last is the current one. The current one is
+// superseded; if that leaves more than survivors superseded credentials
+// alive, the oldest die at once. It returns the survivors, to which the
+// caller appends the new credential. Callers hold the account's mu.
+func retire[T mortal](chain []T, now time.Time, overlap time.Duration, survivors int) []T {
+	if n := len(chain); n > 0 {
+		chain[n-1].supersede(now, overlap)
+	}
+	chain = liveOnly(chain, now)
+	for i := range len(chain) - survivors {
+		chain[i].supersede(now, 0)
+	}
+	return liveOnly(chain, now)
+}
+
+// liveOnly filters chain in place to the credentials still working at now.
+func liveOnly[T mortal](chain []T, now time.Time) []T {
+	out := chain[:0]
+	for _, c := range chain {
+		if c.live(now) {
+			out = append(out, c)
+		}
+	}
+	clear(chain[len(out):])
+	return out
+}
+
+// tokenRecord is one issued access token.
+type tokenRecord struct {
+	value    string
+	kind     tokenKind
+	acct     *account
+	issuedAt time.Time
+	life
 }
 
 // forgetAfter is how long after its death a token is still recognized. After
@@ -124,37 +170,43 @@ type account struct {
 	kind   string
 	quotas [numQuotaAPIs]int
 
-	day         int // China day that used and forcesToday belong to
+	zone *time.Location // Config.QuotaZone: where quota days and months begin
+
+	day         int // quota day that used and forcesToday belong to
 	used        [numQuotaAPIs]int
 	forcesToday int
-	lastForce   time.Time // last force that refreshed; zero if none
+	lastForce   time.Time // last force call answered with a token; zero if none
 
-	month  int // China month that clears belongs to
+	month  int // quota month that clears belongs to
 	clears int
 
-	classic *tokenRecord   // newest classic token, nil before the first
+	classic []*tokenRecord // live classic tokens, oldest first; the last is current
 	stable  []*tokenRecord // stable tokens not superseded, oldest first; the last is current
 	history []*tokenRecord // every indexed token, oldest first, for forgetting
+
+	tickets       [numTicketTypes][]*ticketRecord // live tickets per type, oldest first; the last is current
+	ticketHistory []*ticketRecord                 // every remembered ticket, oldest first
+	// everTicket tells "never issued" from "forgotten" when a signature
+	// matches no remembered ticket.
+	everTicket [numTicketTypes]bool
 
 	stats counters
 }
 
-// rollDay resets the daily counters when the China calendar day changed
-// since they were last touched. WeChat does not document when its counters
-// reset; wxhub assumes midnight in China (UTC+8), and so does the simulator.
-// Callers hold a.mu.
+// rollDay resets the daily counters when the calendar day in the quota zone
+// changed since they were last touched. Callers hold a.mu.
 func (a *account) rollDay(now time.Time) {
-	if d := chinaDay(now); d != a.day {
+	if d := calendarDay(now, a.zone); d != a.day {
 		a.day = d
 		a.used = [numQuotaAPIs]int{}
 		a.forcesToday = 0
 	}
 }
 
-// rollMonth resets the monthly clear_quota counter on a new China month.
-// Callers hold a.mu.
+// rollMonth resets the monthly clear_quota counter on a new month in the
+// quota zone. Callers hold a.mu.
 func (a *account) rollMonth(now time.Time) {
-	if m := chinaMonth(now); m != a.month {
+	if m := calendarMonth(now, a.zone); m != a.month {
 		a.month = m
 		a.clears = 0
 	}
@@ -164,19 +216,19 @@ func (a *account) rollMonth(now time.Time) {
 // daily limit. Callers hold a.mu and have called rollDay.
 func (a *account) overQuota(x api) bool { return a.used[x] >= a.quotas[x] }
 
-// chinaZone is China Standard Time. A fixed zone, not time.LoadLocation, so
-// the simulator works without tzdata.
+// chinaZone is China Standard Time, the default quota zone. A fixed zone,
+// not time.LoadLocation, so the simulator works without tzdata.
 var chinaZone = time.FixedZone("CST", 8*60*60)
 
-// chinaDay numbers calendar days in China time.
-func chinaDay(t time.Time) int {
-	y, m, d := t.In(chinaZone).Date()
+// calendarDay numbers calendar days in zone.
+func calendarDay(t time.Time, zone *time.Location) int {
+	y, m, d := t.In(zone).Date()
 	return y*10000 + int(m)*100 + d
 }
 
-// chinaMonth numbers calendar months in China time.
-func chinaMonth(t time.Time) int {
-	y, m, _ := t.In(chinaZone).Date()
+// calendarMonth numbers calendar months in zone.
+func calendarMonth(t time.Time, zone *time.Location) int {
+	y, m, _ := t.In(zone).Date()
 	return y*100 + int(m)
 }
 
@@ -185,13 +237,12 @@ func chinaMonth(t time.Time) int {
 // differ per kind. Callers hold a.mu.
 func (s *Simulator) issueLocked(wd *world, a *account, kind tokenKind, now time.Time) *tokenRecord {
 	t := &tokenRecord{
-		value:     newSecretString(tokenBytes),
-		kind:      kind,
-		acct:      a,
-		issuedAt:  now,
-		expiresAt: now.Add(s.cfg.TokenTTL),
+		value:    newSecretString(tokenBytes),
+		kind:     kind,
+		acct:     a,
+		issuedAt: now,
+		life:     newLife(now, s.cfg.TokenTTL),
 	}
-	t.deadline = t.expiresAt
 	wd.tokens.put(t)
 	a.history = append(a.history, t)
 	a.forgetOld(wd, now)
@@ -199,14 +250,19 @@ func (s *Simulator) issueLocked(wd *world, a *account, kind tokenKind, now time.
 	return t
 }
 
-// forgetOld drops tokens that died more than forgetAfter ago. It only looks at
-// the head of the history; tokens share one lifetime, so the oldest issued are
-// the first to go. Callers hold a.mu.
+// forgetOld drops tokens and tickets that died more than forgetAfter ago. It
+// only looks at the heads of the histories: credentials share one lifetime,
+// so the oldest issued are roughly the first to go, and one that died early
+// merely waits for those issued before it. Callers hold a.mu.
 func (a *account) forgetOld(wd *world, now time.Time) {
 	for len(a.history) > 0 && now.Sub(a.history[0].deadline) >= forgetAfter {
 		wd.tokens.remove(a.history[0].value)
 		a.history[0] = nil
 		a.history = a.history[1:]
+	}
+	for len(a.ticketHistory) > 0 && now.Sub(a.ticketHistory[0].deadline) >= forgetAfter {
+		a.ticketHistory[0] = nil
+		a.ticketHistory = a.ticketHistory[1:]
 	}
 }
 

@@ -22,8 +22,7 @@ type Stats struct {
 //
 // A call is counted under its API whatever the answer, including refusals for
 // quota, bad secrets and injected faults. Quota (see AccountStats.QuotaUsed)
-// is a different number: only successful calls count against it, as on
-// WeChat.
+// is a different number: by default only served calls count against it.
 //
 // A "use" is any request that presents an access token for checking:
 // get_api_domain_ip, getticket, quota_get and clear_quota. It is accepted
@@ -36,6 +35,9 @@ type Counters struct {
 	Errors map[string]map[int]int64 `json:"errors"`
 	// Dropped counts connections closed by the drop fault.
 	Dropped int64 `json:"dropped"`
+	// AnswersLost counts calls that issued a credential whose answer the
+	// reset-after-issue fault then withheld; those credentials are live.
+	AnswersLost int64 `json:"answers_lost"`
 	// TokensIssued counts new access tokens; a stable_token call that returns
 	// the current token issues nothing.
 	TokensIssued int64 `json:"tokens_issued"`
@@ -49,6 +51,11 @@ type Counters struct {
 	UsesAccepted int64 `json:"uses_accepted"`
 	// UsesRejected counts failed uses per errcode.
 	UsesRejected map[int]int64 `json:"uses_rejected"`
+	// JSSDKAccepted counts JS-SDK signatures that /sim/verify-jssdk found
+	// made with a live jsapi ticket.
+	JSSDKAccepted int64 `json:"jssdk_accepted"`
+	// JSSDKRejected counts the signatures it refused, for any reason.
+	JSSDKRejected int64 `json:"jssdk_rejected"`
 }
 
 // AccountStats is what the simulator saw for one appid.
@@ -59,8 +66,9 @@ type AccountStats struct {
 	// TokenIssueTimes lists when each new token (either kind) was issued,
 	// oldest first, so a test can check that no refresh cycle issued two.
 	TokenIssueTimes []time.Time `json:"token_issue_times"`
-	// QuotaUsed is today's (China day) count of successful calls per API with
-	// a quota; clear_quota resets it.
+	// QuotaUsed is today's (quota day) count of calls per API with a quota:
+	// the served ones, and the refused ones under Config.CountRefusedCalls;
+	// clear_quota resets it.
 	QuotaUsed map[string]int `json:"quota_used"`
 }
 
@@ -101,7 +109,7 @@ func (a *account) snapshot(now time.Time) AccountStats {
 	a.mu.Lock()
 	kind := a.kind
 	used := a.used
-	if chinaDay(now) != a.day {
+	if calendarDay(now, a.zone) != a.day {
 		used = [numQuotaAPIs]int{}
 	}
 	a.mu.Unlock()
@@ -147,6 +155,7 @@ func (t *Totals) add(o Counters) {
 		}
 	}
 	t.Dropped += o.Dropped
+	t.AnswersLost += o.AnswersLost
 	t.TokensIssued += o.TokensIssued
 	for k, v := range o.TokensIssuedByKind {
 		t.TokensIssuedByKind[k] += v
@@ -159,6 +168,8 @@ func (t *Totals) add(o Counters) {
 	for k, v := range o.UsesRejected {
 		t.UsesRejected[k] += v
 	}
+	t.JSSDKAccepted += o.JSSDKAccepted
+	t.JSSDKRejected += o.JSSDKRejected
 }
 
 // counters is the mutable form of Counters. It has its own lock, never held
@@ -168,12 +179,15 @@ type counters struct {
 	calls        [numAPIs]int64
 	errors       [numAPIs]map[int]int64
 	dropped      int64
+	answersLost  int64
 	tokens       [numTokenKinds]int64
 	tokenTimes   []time.Time
 	tickets      map[string]int64
 	forced       int64
 	usesAccepted int64
 	usesRejected map[int]int64
+	jssdkOK      int64
+	jssdkBad     int64
 }
 
 func (c *counters) call(x api) {
@@ -194,6 +208,23 @@ func (c *counters) failed(x api, code int) {
 func (c *counters) drop() {
 	c.mu.Lock()
 	c.dropped++
+	c.mu.Unlock()
+}
+
+func (c *counters) answerLost() {
+	c.mu.Lock()
+	c.answersLost++
+	c.mu.Unlock()
+}
+
+// jssdk counts one signature verification.
+func (c *counters) jssdk(valid bool) {
+	c.mu.Lock()
+	if valid {
+		c.jssdkOK++
+	} else {
+		c.jssdkBad++
+	}
 	c.mu.Unlock()
 }
 
@@ -246,6 +277,7 @@ func (c *counters) snapshot() (Counters, []time.Time) {
 		}
 	}
 	out.Dropped = c.dropped
+	out.AnswersLost = c.answersLost
 	for k := tokenKind(0); k < numTokenKinds; k++ {
 		out.TokensIssued += c.tokens[k]
 		out.TokensIssuedByKind[tokenKindNames[k]] = c.tokens[k]
@@ -258,6 +290,8 @@ func (c *counters) snapshot() (Counters, []time.Time) {
 	for k, v := range c.usesRejected {
 		out.UsesRejected[k] = v
 	}
+	out.JSSDKAccepted = c.jssdkOK
+	out.JSSDKRejected = c.jssdkBad
 	times := slices.Clone(c.tokenTimes)
 	if times == nil {
 		times = []time.Time{}

@@ -78,7 +78,8 @@ func TestSupersededTokenDiesAtItsOwnExpiryWhenSooner(t *testing.T) {
 }
 
 func TestEachSupersededTokenDiesOverlapAfterItsSuccessor(t *testing.T) {
-	tb := setup(t, Config{})
+	// Two survivors, so that the survivor rule kills nothing here.
+	tb := setup(t, Config{ClassicSurvivors: 2})
 	a := tb.mustToken(t, appA, secretA)
 	tb.clock.Add(100 * time.Second)
 	b := tb.mustToken(t, appA, secretA) // a dies at 400 s
@@ -99,6 +100,62 @@ func TestEachSupersededTokenDiesOverlapAfterItsSuccessor(t *testing.T) {
 		require.Equal(t, st.a, tb.use(t, a), "a at %v", st.at)
 		require.Equal(t, st.b, tb.use(t, b), "b at %v", st.at)
 		require.Equal(t, st.c, tb.use(t, c), "c at %v", st.at)
+	}
+}
+
+func TestThirdClassicFetchKillsTheFirstAtOnceByDefault(t *testing.T) {
+	tb := setup(t, Config{})
+	a := tb.mustToken(t, appA, secretA)
+	tb.clock.Add(10 * time.Second)
+	b := tb.mustToken(t, appA, secretA)
+	tb.clock.Add(10 * time.Second)
+	require.Equal(t, 0, tb.use(t, a), "one superseded token lives beside the current one")
+	c := tb.mustToken(t, appA, secretA) // at 20 s: b superseded, a one too many
+
+	steps := []struct {
+		at      time.Duration
+		a, b, c int
+	}{
+		{at: 20 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
+		{at: 319 * time.Second, a: CodeInvalidCredential, b: 0, c: 0},
+		{at: 320 * time.Second, a: CodeInvalidCredential, b: CodeInvalidCredential, c: 0},
+	}
+	for _, st := range steps {
+		tb.clock.Set(t0.Add(st.at))
+		require.Equal(t, st.a, tb.use(t, a), "a at %v", st.at)
+		require.Equal(t, st.b, tb.use(t, b), "b at %v", st.at)
+		require.Equal(t, st.c, tb.use(t, c), "c at %v", st.at)
+	}
+}
+
+func TestClassicSurvivorsBoundsLiveSupersededTokens(t *testing.T) {
+	tests := []struct {
+		name      string
+		survivors int
+		fetches   int
+		want      []int // each token's answer right after the last fetch, oldest first
+	}{
+		{name: "default, three fetches", fetches: 3, want: []int{CodeInvalidCredential, 0, 0}},
+		{name: "default, four fetches", fetches: 4, want: []int{CodeInvalidCredential, CodeInvalidCredential, 0, 0}},
+		{name: "negative means the default", survivors: -1, fetches: 3, want: []int{CodeInvalidCredential, 0, 0}},
+		{name: "two survivors", survivors: 2, fetches: 4, want: []int{CodeInvalidCredential, 0, 0, 0}},
+		{name: "three survivors keep three alive", survivors: 3, fetches: 4, want: []int{0, 0, 0, 0}},
+		{name: "three survivors, five fetches", survivors: 3, fetches: 5, want: []int{CodeInvalidCredential, 0, 0, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := setup(t, Config{ClassicSurvivors: tt.survivors})
+			var toks []string
+			for range tt.fetches {
+				toks = append(toks, tb.mustToken(t, appA, secretA))
+				tb.clock.Add(time.Second) // all well inside one overlap
+			}
+			got := make([]int, len(toks))
+			for i, tok := range toks {
+				got[i] = tb.use(t, tok)
+			}
+			require.Equal(t, tt.want, got)
+		})
 	}
 }
 

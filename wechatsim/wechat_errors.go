@@ -17,9 +17,11 @@ const (
 	CodeInvalidCredential  = 40001 // token invalid or superseded; bad secret on stable_token
 	CodeInvalidGrantType   = 40002
 	CodeInvalidAppID       = 40013
+	CodeInvalidAccessToken = 40014 // token invalid; WeCom may say it for an expired one
 	CodeInvalidArgs        = 40097
 	CodeInvalidSecret      = 40125
 	CodeIPNotWhitelisted   = 40164
+	CodeSecretFrozen       = 40243
 	CodeMissingAccessToken = 41001
 	CodeMissingAppID       = 41002
 	CodeMissingSecret      = 41004
@@ -27,9 +29,13 @@ const (
 	CodeRequireGET         = 43001
 	CodeRequirePOST        = 43002
 	CodeQuotaExceeded      = 45009
+	CodeMinuteQuota        = 45011 // per-minute limit: retry next minute
 	CodeDataFormat         = 47001
+	CodeAPIUnauthorized    = 48001
 	CodeClearQuotaLimit    = 48006
+	CodeIPNotRegistered    = 61004 // older code for a caller outside the IP whitelist
 	CodeCGIPathNotFound    = 76021
+	CodeNeedsAdminApproval = 89503 // a call from a new IP waits for an admin's approval
 )
 
 // errMessages imitates WeChat's errmsg texts closely enough that log-reading
@@ -39,8 +45,10 @@ var errMessages = map[int]string{
 	CodeInvalidCredential:  "invalid credential, access_token is invalid or not latest",
 	CodeInvalidGrantType:   "invalid grant_type",
 	CodeInvalidAppID:       "invalid appid",
+	CodeInvalidAccessToken: "invalid access_token",
 	CodeInvalidArgs:        "invalid args",
 	CodeInvalidSecret:      "invalid appsecret",
+	CodeSecretFrozen:       "appsecret is frozen, unfreeze it on the platform and try again",
 	CodeMissingAccessToken: "access_token missing",
 	CodeMissingAppID:       "appid missing",
 	CodeMissingSecret:      "appsecret missing",
@@ -48,9 +56,13 @@ var errMessages = map[int]string{
 	CodeRequireGET:         "require GET method",
 	CodeRequirePOST:        "require POST method",
 	CodeQuotaExceeded:      "reach max api daily quota limit",
+	CodeMinuteQuota:        "api minute-quota reach limit mustslower retry next minute",
 	CodeDataFormat:         "data format error",
+	CodeAPIUnauthorized:    "api unauthorized",
 	CodeClearQuotaLimit:    "forbid to clear quota because of reaching the limit",
+	CodeIPNotRegistered:    "access clientip is not registered",
 	CodeCGIPathNotFound:    "cgi_path not found, please check",
+	CodeNeedsAdminApproval: "this call needs an administrator's approval, please wait",
 }
 
 // ErrorBody is WeChat's error answer.

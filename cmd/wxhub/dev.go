@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,6 +38,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	dataDir := fs.String("data-dir", "./.wxhub", "folder for the local PostgreSQL, the development key ring and the admin key (reused on the next run)")
 	databaseURL := fs.String("database-url", envOr("DATABASE_URL", ""), "use this PostgreSQL instead of a local one (env DATABASE_URL)")
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of the simulator's tokens")
+	overlap := fs.Duration("overlap", 0, "how long a superseded token keeps working, for the simulator, the worker and the API (default: --token-ttl/24 in whole seconds, WeChat's 300s of 7200s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. For development only. Ctrl-C stops everything.")
@@ -47,6 +49,15 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %s", errUsage, strings.Join(fs.Args(), " "))
+	}
+	if !flagGiven(fs, "overlap") {
+		*overlap = devOverlap(*ttl)
+	}
+	if err := checkLifetimes(*ttl, *overlap); err != nil {
+		return err
+	}
+	if *overlap < 3*time.Second {
+		return fmt.Errorf("%w: --overlap %s is too short for dev: classic tokens are promised for two thirds of it, and at least 2s (give --overlap, or a --token-ttl of 72s or more)", errUsage, *overlap)
 	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {
@@ -101,7 +112,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl})
+	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap})
 	apiLn, err := net.Listen("tcp", *listen)
 	if err != nil {
 		simLn.Close()
@@ -120,11 +131,15 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	simURL := "http://" + simLn.Addr().String()
-	w, err := worker.New(store, wechat.New(simURL, nil), worker.Config{Logger: logger, Registerer: prometheus.NewRegistry(), PollInterval: 200 * time.Millisecond})
+	// A short overlap needs a shorter call timeout (a call must end inside it) and staleness
+	// bound (classic tokens are promised for the overlap minus the bound).
+	scaled := min(*overlap/3, 10*time.Second)
+	w, err := worker.New(store, wechat.New(simURL, nil), worker.Config{Logger: logger, Registerer: prometheus.NewRegistry(),
+		PollInterval: 200 * time.Millisecond, Overlap: *overlap, CallTimeout: scaled})
 	if err != nil {
 		return err
 	}
-	api := newAPIServer(store, server.Config{ListenerURL: *databaseURL, Logger: logger})
+	api := newAPIServer(store, server.Config{ListenerURL: *databaseURL, Overlap: *overlap, StalenessBound: min(*overlap/3, 30*time.Second), Logger: logger})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -148,6 +163,20 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
+}
+
+// devOverlap scales the overlap with the token lifetime in WeChat's ratio,
+// 300 s of 7200 s, so a short --token-ttl for quick cycles keeps a sensible
+// overlap. Whole seconds, because expires_in is; at least one.
+func devOverlap(ttl time.Duration) time.Duration {
+	return max(time.Second, (ttl / 24).Truncate(time.Second))
+}
+
+// flagGiven reports whether the command line set the flag named name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 func collect(errs <-chan error) []error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -82,7 +83,16 @@ func TestCommandErrorsAreOneReadableLine(t *testing.T) {
 		{[]string{"migrate", "--database-url", "postgres://u:pw-should-not-show@[::1/x", "up"}, 1, "not valid"},
 		{[]string{"worker"}, 1, "WXHUB_KEYS is not set"},
 		{[]string{"worker", "--lease", "5s", "--call-timeout", "10s"}, 2, "--lease must be longer"},
-		{[]string{"sim", "--overlap", "3h"}, 2, "0 < --overlap < --token-ttl"},
+		{[]string{"sim", "--overlap", "3h"}, 2, "--overlap 3h0m0s must be shorter than --token-ttl 2h0m0s"},
+		{[]string{"sim", "--overlap", "60s", "--token-ttl", "60s"}, 2, "--overlap 1m0s must be shorter than --token-ttl 1m0s"},
+		{[]string{"sim", "--overlap", "0s"}, 2, "--overlap 0s must be positive"},
+		{[]string{"sim", "--classic-survivors", "0"}, 2, "--classic-survivors 0 must be at least 1"},
+		{[]string{"dev", "--overlap", "3h"}, 2, "--overlap 3h0m0s must be shorter than --token-ttl 2h0m0s"},
+		{[]string{"dev", "--token-ttl", "1s"}, 2, "--overlap 1s must be shorter than --token-ttl 1s"},
+		{[]string{"dev", "--overlap", "0s"}, 2, "--overlap 0s must be positive"},
+		{[]string{"dev", "--token-ttl", "60s"}, 2, "--overlap 2s is too short for dev"},
+		{[]string{"worker", "--overlap", "5s", "--call-timeout", "5s"}, 2, "--overlap must be longer than --call-timeout"},
+		{[]string{"serve", "--overlap", "20s", "--staleness-bound", "19s"}, 2, "--overlap 20s must exceed --staleness-bound 19s by 2s"},
 		{[]string{"sim", "--account", "nosecret"}, 2, "appid:secret"},
 	}
 	for _, tt := range tests {
@@ -92,6 +102,22 @@ func TestCommandErrorsAreOneReadableLine(t *testing.T) {
 			require.Contains(t, errOut, tt.want)
 			require.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
 			require.NotContains(t, errOut, "pw-should-not-show")
+		})
+	}
+}
+
+func TestDevOverlapScalesWithTokenTTLInWeChatsRatio(t *testing.T) {
+	tests := []struct {
+		ttl, want time.Duration
+	}{
+		{ttl: 7200 * time.Second, want: 300 * time.Second},
+		{ttl: 240 * time.Second, want: 10 * time.Second},
+		{ttl: 60 * time.Second, want: 2 * time.Second},
+		{ttl: 10 * time.Second, want: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ttl.String(), func(t *testing.T) {
+			require.Equal(t, tt.want, devOverlap(tt.ttl))
 		})
 	}
 }

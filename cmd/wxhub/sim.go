@@ -36,7 +36,8 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("sim", stdout)
 	listen := fs.String("listen", "127.0.0.1:8081", "address to serve the simulated WeChat APIs on")
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of issued tokens and tickets (expires_in)")
-	overlap := fs.Duration("overlap", 300*time.Second, "how long a superseded token keeps working")
+	overlap := fs.Duration("overlap", 300*time.Second, "how long a superseded token keeps working (shorter than --token-ttl)")
+	survivors := fs.Int("classic-survivors", wechatsim.DefaultClassicSurvivors, "how many superseded classic tokens (and tickets of a type) stay alive beside the current one; a fetch that would leave more kills the oldest at once")
 	var accounts accountFlags
 	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind] (repeatable)")
 	fs.Usage = func() {
@@ -49,11 +50,14 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %s", errUsage, strings.Join(fs.Args(), " "))
 	}
-	if *ttl <= 0 || *overlap <= 0 || *overlap >= *ttl {
-		return fmt.Errorf("%w: need 0 < --overlap < --token-ttl", errUsage)
+	if err := checkLifetimes(*ttl, *overlap); err != nil {
+		return err
+	}
+	if *survivors < 1 {
+		return fmt.Errorf("%w: --classic-survivors %d must be at least 1: WeChat promises that the old and the new token work together", errUsage, *survivors)
 	}
 
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap})
+	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors})
 	for _, a := range accounts {
 		if err := sim.AddAccount(a); err != nil {
 			return fmt.Errorf("account %s: %w", a.AppID, err)
@@ -63,8 +67,23 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("WeChat simulator listening", "addr", ln.Addr().String(), "token_ttl", ttl.String(), "overlap", overlap.String())
+	slog.Info("WeChat simulator listening", "addr", ln.Addr().String(), "token_ttl", ttl.String(), "overlap", overlap.String(), "classic_survivors", *survivors)
 	return serveUntilDone(ctx, ln, sim)
+}
+
+// checkLifetimes refuses a token lifetime and overlap that do not describe
+// WeChat (300 s of 7200 s): both must be positive and the overlap shorter
+// than the lifetime, or a replaced token would outlive its successor.
+func checkLifetimes(ttl, overlap time.Duration) error {
+	switch {
+	case ttl <= 0:
+		return fmt.Errorf("%w: --token-ttl %s must be positive", errUsage, ttl)
+	case overlap <= 0:
+		return fmt.Errorf("%w: --overlap %s must be positive", errUsage, overlap)
+	case overlap >= ttl:
+		return fmt.Errorf("%w: --overlap %s must be shorter than --token-ttl %s", errUsage, overlap, ttl)
+	}
+	return nil
 }
 
 // serveUntilDone serves h on ln until ctx ends, then lets requests in flight finish.
