@@ -145,13 +145,16 @@ func (s *Store) GetAccount(ctx context.Context, appid string) (Account, error) {
 
 // Credential is the current value of one credential, decrypted.
 type Credential struct {
-	Value       string
-	ExpiresAt   time.Time
-	Generation  int64
-	RefreshAt   *time.Time // nil: not scheduled
-	Attempts    int
-	LastErrCode int // 0 when the last attempt succeeded
-	LastErrMsg  string
+	Value      string
+	ExpiresAt  time.Time
+	Generation int64
+	RefreshAt  *time.Time // nil: not scheduled
+	// ReplaceNotBefore is the earliest time a replacement may be fetched, and
+	// OrphanHoldUntil, when set, the end of the hold after a fetch whose answer was lost.
+	ReplaceNotBefore, OrphanHoldUntil *time.Time
+	Attempts                          int
+	LastErrCode                       int // 0 when the last attempt succeeded
+	LastErrMsg                        string
 }
 
 // GetCredential returns the stored value of an account's credential of this kind
@@ -162,7 +165,8 @@ func (s *Store) GetCredential(ctx context.Context, accountID int64, kind string)
 	if err != nil {
 		return Credential{}, notFound(err, fmt.Sprintf("credential %s of account %d", kind, accountID))
 	}
-	c := Credential{Generation: row.Generation, RefreshAt: row.RefreshAt, Attempts: int(row.Attempts)}
+	c := Credential{Generation: row.Generation, RefreshAt: row.RefreshAt, Attempts: int(row.Attempts),
+		ReplaceNotBefore: row.ReplaceNotBefore, OrphanHoldUntil: row.OrphanHoldUntil}
 	if row.LastErrorCode != nil {
 		c.LastErrCode = int(*row.LastErrorCode)
 	}
@@ -392,8 +396,25 @@ type CachedCredential struct {
 	// Rotates is true when every fetch of this credential kills the previous value after the
 	// overlap (classic tokens, tickets), so the value dies early once refreshed.
 	Rotates bool
-	// RefreshAt is when the next refresh is due; nil when none is scheduled.
-	RefreshAt *time.Time
+	// ReplaceNotBefore is the earliest time wxhub may ask WeChat for the value's
+	// replacement: a rotating value works at least until the overlap after it.
+	ReplaceNotBefore *time.Time
+	// RefreshRequested is true while a refresh an app server asked for has not ended with a
+	// new value or WeChat's confirmation of the current one.
+	RefreshRequested bool
+}
+
+// PromisedUntil is how long a client may rely on a value: its expiry, and for a value whose
+// every fetch kills the previous one after the overlap (rotates), no later than the overlap
+// after the earliest time wxhub may fetch its replacement. wxhub never fetches earlier, so
+// the value works at least that long.
+func PromisedUntil(expiresAt time.Time, replaceNotBefore *time.Time, rotates bool, overlap time.Duration) time.Time {
+	if rotates && replaceNotBefore != nil {
+		if end := replaceNotBefore.Add(overlap); end.Before(expiresAt) {
+			return end
+		}
+	}
+	return expiresAt
 }
 
 // LoadCredential reads one credential by appid and kind for an API node's cache.
@@ -403,8 +424,9 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 		return CachedCredential{}, notFound(err, kind+" of "+appid)
 	}
 	c := CachedCredential{AccountID: row.AccountID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
-		AccountStatus: row.AccountStatus, Generation: row.Generation, RefreshAt: row.RefreshAt,
-		Rotates: row.Kind != "access_token" || row.TokenMode == "classic"}
+		AccountStatus: row.AccountStatus, Generation: row.Generation, ReplaceNotBefore: row.ReplaceNotBefore,
+		RefreshRequested: row.RefreshRequested,
+		Rotates:          row.Kind != "access_token" || row.TokenMode == "classic"}
 	if row.ExpiresAt != nil {
 		c.ExpiresAt = *row.ExpiresAt
 	}

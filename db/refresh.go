@@ -12,9 +12,10 @@ import (
 	"wxhub/db/dbsqlc"
 )
 
-// ErrFenced means a write found a newer generation than the one its claim read: another
-// worker refreshed the credential meanwhile, and this write changed nothing.
-var ErrFenced = errors.New("credential changed since it was claimed")
+// ErrFenced means a write found its claim taken over or a newer generation than the one its
+// claim read: another worker claimed or refreshed the credential meanwhile, and this write
+// changed nothing.
+var ErrFenced = errors.New("credential claimed or changed by another worker since it was claimed")
 
 // ErrClaimLost means the claim's lease was taken over by another worker; recording its
 // outcome changed nothing.
@@ -32,10 +33,12 @@ type Due struct {
 }
 
 // Plan is the caller's answer for a due credential: the API that refreshes it (the quota
-// ledger's key) and how many calls of it may be made today.
+// ledger's key), how many calls of it may be made today, and whether every call issues a new
+// value that kills the previous one after the overlap (classic tokens, tickets).
 type Plan struct {
 	API        string
 	DailyLimit int
+	Rotates    bool
 }
 
 // ClaimRequest says how many credentials to claim and for how long.
@@ -46,6 +49,10 @@ type ClaimRequest struct {
 	Plan   func(Due) (Plan, error) // which API and limit apply; an error postpones the credential
 	// Postpone is how long a credential the plan rejects waits before it is looked at again.
 	Postpone time.Duration
+	// OrphanHold is how long after replace_not_before a rotating credential waits when a
+	// value WeChat issued may never have reached wxhub: the overlap and a margin. Fetching
+	// sooner could kill the stored value while API nodes still promise it.
+	OrphanHold time.Duration
 }
 
 // Claim is a credential leased to one worker, with what refreshing it needs, decrypted.
@@ -68,6 +75,9 @@ type Claim struct {
 	TokenGeneration int64
 	Requested       bool
 	Attempts        int
+	// ClaimedAt is when the claim came back to the worker, by its clock: the lease started
+	// before it.
+	ClaimedAt time.Time
 	// OpenErr is set when a secret or value did not decrypt; the claim then cannot be
 	// refreshed and the caller records the failure.
 	OpenErr error
@@ -124,7 +134,10 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 		}
 		var in dbsqlc.CredentialClaimParams
 		var postpone dbsqlc.CredentialPostponeParams
+		hold := dbsqlc.CredentialHoldParams{HoldSeconds: req.OrphanHold.Seconds()}
 		byKey := map[string]dbsqlc.CredentialLockDueRow{}
+		plans := map[string]Plan{}
+		var order []string // planned credentials, oldest due first
 		for _, d := range due {
 			if !isLocked[d.AccountID] {
 				continue
@@ -143,17 +156,39 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 				postpone.Message = err.Error()
 				continue
 			}
-			in.AccountIds = append(in.AccountIds, d.AccountID)
-			in.Kinds = append(in.Kinds, d.Kind)
-			in.Apis = append(in.Apis, plan.API)
-			in.DailyLimits = append(in.DailyLimits, int32(plan.DailyLimit))
-			byKey[claimKey(d.AccountID, d.Kind)] = d
+			if plan.Rotates {
+				hold.AccountIds = append(hold.AccountIds, d.AccountID)
+				hold.Kinds = append(hold.Kinds, d.Kind)
+			}
+			key := claimKey(d.AccountID, d.Kind)
+			byKey[key], plans[key] = d, plan
+			order = append(order, key)
 		}
 		if len(postpone.AccountIds) > 0 {
 			postpone.PostponeSeconds = req.Postpone.Seconds()
 			if err := q.CredentialPostpone(ctx, postpone); err != nil {
 				return err
 			}
+		}
+		held := map[string]bool{}
+		if len(hold.AccountIds) > 0 {
+			rows, err := q.CredentialHold(ctx, hold)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				held[claimKey(r.AccountID, r.Kind)] = r.Held
+			}
+		}
+		for _, key := range order {
+			if held[key] {
+				continue
+			}
+			d, plan := byKey[key], plans[key]
+			in.AccountIds = append(in.AccountIds, d.AccountID)
+			in.Kinds = append(in.Kinds, d.Kind)
+			in.Apis = append(in.Apis, plan.API)
+			in.DailyLimits = append(in.DailyLimits, int32(plan.DailyLimit))
 		}
 		if len(in.AccountIds) == 0 {
 			return nil
@@ -192,9 +227,12 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 	for _, c := range claimed {
 		seqs[claimKey(c.AccountID, c.Kind)] = c
 	}
+	now := time.Now()
 	for _, d := range picked {
 		c := seqs[claimKey(d.AccountID, d.Kind)]
-		result.Claims = append(result.Claims, s.toClaim(d, c))
+		cl := s.toClaim(d, c)
+		cl.ClaimedAt = now
+		result.Claims = append(result.Claims, cl)
 	}
 	return result, nil
 }
@@ -230,8 +268,11 @@ func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimR
 
 // Write is a newly fetched value for a claimed credential.
 type Write struct {
-	Value    string
-	Lifetime time.Duration // from now until WeChat stops accepting the value
+	Value string
+	// ExpiresAt is when WeChat stops accepting the value: the start of the call plus the
+	// expires_in WeChat answered. It is absolute, so a write that reaches the database late
+	// does not stretch it.
+	ExpiresAt time.Time
 	// RefreshIn is when the next refresh is due, from now.
 	RefreshIn time.Duration
 	// PreviousValidFor is how long WeChat keeps accepting the value being replaced (its
@@ -241,8 +282,8 @@ type Write struct {
 
 // WriteCredential stores a new value for a claimed credential: the value, its expiry,
 // generation+1, the previous value while it is valid, the next refresh time and the
-// NOTIFY to API nodes, in one statement fenced on the generation the claim read.
-// ErrFenced if another worker wrote first. A retry of a write that was committed but whose
+// NOTIFY to API nodes, in one statement fenced on the claim (no later claim took it over)
+// and on the generation the claim read. ErrFenced if either changed. A retry of a write that was committed but whose
 // answer was lost returns that write's generation with replayed set. This is the only place
 // a credential value is written.
 func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (generation int64, replayed bool, err error) {
@@ -251,9 +292,9 @@ func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (generati
 		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
 	}
 	row, err := s.q.CredentialWriteFenced(ctx, dbsqlc.CredentialWriteFencedParams{
-		AccountID: c.AccountID, Kind: c.Kind, Generation: c.Generation,
+		AccountID: c.AccountID, Kind: c.Kind, ClaimSeq: c.ClaimSeq, Generation: c.Generation,
 		ValueCiphertext: ciphertext, ValueKeyID: keyID, ValueFingerprint: Fingerprint(w.Value),
-		LifetimeSeconds: w.Lifetime.Seconds(), RefreshInSeconds: w.RefreshIn.Seconds(),
+		ExpiresAt: w.ExpiresAt, RefreshInSeconds: w.RefreshIn.Seconds(),
 		PreviousValidSeconds: w.PreviousValidFor.Seconds(),
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -288,6 +329,10 @@ type Failure struct {
 	// error WeChat reported) with Reason saying why.
 	AccountStatus string
 	Reason        string
+	// OrphanHold is set when the call got no answer from WeChat, so a new value may have
+	// been issued and lost, for a credential whose every fetch kills the previous value: no
+	// fetch happens before replace_not_before plus OrphanHold (see ClaimRequest.OrphanHold).
+	OrphanHold time.Duration
 }
 
 // RecordFailure ends a failed claim: it keeps the current value, stores the error and sets
@@ -298,6 +343,7 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 		n, err := q.CredentialRecordFailure(ctx, dbsqlc.CredentialRecordFailureParams{
 			AccountID: c.AccountID, Kind: c.Kind, ClaimSeq: c.ClaimSeq,
 			RetryInSeconds: f.RetryIn.Seconds(), ErrorCode: int32(f.Code), ErrorMessage: f.Message,
+			Uncertain: f.OrphanHold > 0, HoldSeconds: f.OrphanHold.Seconds(),
 		})
 		if err != nil {
 			return err
@@ -317,11 +363,23 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 }
 
 // RequestRefresh makes a credential due now if generation is still its current one, no
-// refresh is in flight (compare and refresh) and no request came within minInterval. It
-// reports whether it did.
+// refresh is in flight (compare and refresh) and no request came within minInterval, and
+// tells the API nodes, which stop promising a rotating value past the overlap from now. The
+// fetch still waits for the holds that protect values nodes may promise (CredentialHold).
+// It reports whether it did.
 func (s *Store) RequestRefresh(ctx context.Context, accountID int64, kind string, generation int64, minInterval time.Duration) (bool, error) {
+	return s.requestRefresh(ctx, accountID, kind, generation, minInterval, false)
+}
+
+// ReportDead is RequestRefresh for a value WeChat rejected: every older value is dead as
+// well, so nothing holds the fetch back.
+func (s *Store) ReportDead(ctx context.Context, accountID int64, kind string, generation int64, minInterval time.Duration) (bool, error) {
+	return s.requestRefresh(ctx, accountID, kind, generation, minInterval, true)
+}
+
+func (s *Store) requestRefresh(ctx context.Context, accountID int64, kind string, generation int64, minInterval time.Duration, dead bool) (bool, error) {
 	n, err := s.q.CredentialRequestRefresh(ctx, dbsqlc.CredentialRequestRefreshParams{AccountID: accountID, Kind: kind,
-		Generation: generation, MinIntervalSeconds: minInterval.Seconds()})
+		Generation: generation, MinIntervalSeconds: minInterval.Seconds(), Dead: dead})
 	if err != nil {
 		return false, fmt.Errorf("request refresh of %s of account %d: %w", kind, accountID, err)
 	}

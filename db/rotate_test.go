@@ -45,7 +45,7 @@ func seed(t *testing.T, store *db.Store, n int) []db.Account {
 		require.NoError(t, err)
 		for _, c := range res.Claims {
 			require.Equal(t, "secret-"+c.AppID, c.Secret, "the claim carries the decrypted secret")
-			_, _, err := store.WriteCredential(ctx, c, db.Write{Value: "token-" + c.AppID, Lifetime: time.Hour, RefreshIn: time.Hour, PreviousValidFor: time.Minute})
+			_, _, err := store.WriteCredential(ctx, c, db.Write{Value: "token-" + c.AppID, ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute})
 			require.NoError(t, err)
 			written++
 		}

@@ -26,7 +26,7 @@ func TestARetriedWriteIsRecognisedAndAStaleOneIsFenced(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Claims, 1)
 	claim := res.Claims[0]
-	w := db.Write{Value: "second", Lifetime: time.Hour, RefreshIn: time.Hour, PreviousValidFor: time.Minute}
+	w := db.Write{Value: "second", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute}
 
 	for _, tc := range []struct {
 		name     string

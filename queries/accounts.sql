@@ -59,7 +59,9 @@ WITH changed AS (
     RETURNING *
 ), scheduled AS (
     UPDATE credentials c
-    SET refresh_at = CASE WHEN @enabled::bool THEN now() END
+    SET refresh_at = CASE WHEN @enabled::bool THEN greatest(now(), c.orphan_hold_until) END,
+        replace_not_before = CASE WHEN @enabled::bool AND c.orphan_hold_until IS NULL
+            THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END
     FROM changed
     WHERE c.account_id = changed.id
 )

@@ -1,9 +1,10 @@
 -- name: CredentialInsert :one
 -- CredentialInsert creates the empty row of a credential the account needs. An access token
 -- is due at once; tickets wait (refresh_at NULL) until the first access token is written.
-INSERT INTO credentials (tenant_id, account_id, kind, refresh_at)
-VALUES (@tenant_id, @account_id, @kind, CASE WHEN @kind::text = 'access_token'
-    THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
+INSERT INTO credentials (tenant_id, account_id, kind, refresh_at, replace_not_before)
+VALUES (@tenant_id, @account_id, @kind,
+    CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END,
+    CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
 ON CONFLICT (account_id, kind) DO NOTHING
 RETURNING *;
 
@@ -19,7 +20,8 @@ WHERE account_id = @account_id
 -- subquery walks the refresh_at index and stops at the limit, however large the backlog.
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
-           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at
+           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at,
+           (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
     FROM credentials c
     WHERE c.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
     ORDER BY c.refresh_at
@@ -27,7 +29,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
-       due.expires_at, due.refresh_requested_at, due.attempts,
+       due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
        a.secret_ciphertext, a.secret_key_id,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
@@ -52,6 +54,37 @@ WHERE account_id = ANY(@account_ids::bigint[])
 SELECT id::bigint
 FROM unnest(@account_ids::bigint[]) AS id
 WHERE pg_try_advisory_xact_lock(hashtextextended('wxhub/account/' || id::text, 0));
+
+-- name: CredentialHold :many
+-- CredentialHold is a step of a claim, for credentials whose every fetch kills the previous
+-- value after the overlap (classic tokens, tickets). WeChat keeps only one superseded value
+-- alive, so a fetch also kills the value before the previous one at once, and API nodes may
+-- still promise both. No fetch happens before:
+--   - previous_expires_at, when the value the current one replaced dies on its own (a
+--     replacement fetched sooner would kill it while it is still promised);
+--   - the end of an orphan hold, when the credential may have an orphan: a value WeChat
+--     issued that wxhub never saw, because the previous claim's worker vanished (its claim
+--     is still recorded) or its call's answer was lost. The stored value may then no longer
+--     be WeChat's newest, and the next fetch could kill it at once, so the hold lasts until
+--     the nodes have stopped promising it: hold_seconds (the overlap and a margin) after
+--     replace_not_before. It is kept until a write clears it.
+-- Rows still held come back with held set and must not be claimed.
+WITH hold AS (
+    SELECT c.account_id, c.kind, c.previous_expires_at,
+           CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
+               THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => @hold_seconds::float8))
+           END AS orphan_until
+    FROM credentials c
+    WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
+)
+UPDATE credentials c
+SET orphan_hold_until = hold.orphan_until,
+    refresh_at = greatest(c.refresh_at, hold.orphan_until, hold.previous_expires_at)
+FROM hold
+WHERE c.account_id = hold.account_id
+  AND c.kind = hold.kind
+RETURNING c.account_id, c.kind,
+    coalesce(greatest(hold.orphan_until, hold.previous_expires_at) > coalesce(sqlc.narg('now')::timestamptz, now()), false)::bool AS held;
 
 -- name: CredentialClaim :many
 -- CredentialClaim is the second step of a claim, for credentials whose account lock is held
@@ -103,12 +136,16 @@ LEFT JOIN claimed ON claimed.account_id = i.account_id AND claimed.kind = i.kind
 -- name: CredentialDeferToNextQuotaDay :exec
 -- CredentialDeferToNextQuotaDay parks credentials whose API has no quota left today until
 -- shortly after the next quota day starts (China midnight), and says why.
+WITH next_day AS (
+    SELECT ((date_trunc('day', (coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
+             + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC') AS at
+)
 UPDATE credentials
-SET refresh_at = ((date_trunc('day', (coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
-                   + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC')
-                 + make_interval(secs => random() * @jitter_seconds::float8),
+SET refresh_at = next_day.at + make_interval(secs => random() * @jitter_seconds::float8),
+    replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
     last_error_code = 45009,
     last_error_message = @message::text
+FROM next_day
 WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now());
 
@@ -116,10 +153,13 @@ WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kind
 -- CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
 -- the value it replaces kept as the previous one while WeChat still accepts it, the next
 -- refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
--- It succeeds only if the generation is still the one the worker read when it claimed, so a
--- worker that lost its claim changes nothing; a retry of its own committed write returns
--- that write (replayed). A new access token also wakes the account's tickets that wait for a
--- first one, and any write clears a failing status.
+-- It succeeds only while the claim is still the worker's own (no later claim took it over)
+-- and the generation is still the one it read, so a worker that lost its claim changes
+-- nothing; a retry of its own committed write returns that write (replayed). The next
+-- refresh time is also the earliest time a replacement may be fetched (replace_not_before),
+-- and any orphan hold ends: the stored value is WeChat's newest. A new access token also
+-- wakes the account's tickets that wait for a first one, and any write clears a failing
+-- status.
 WITH written AS (
     UPDATE credentials
     SET previous_ciphertext  = CASE WHEN expires_at > now() THEN value_ciphertext END,
@@ -129,9 +169,11 @@ WITH written AS (
         value_ciphertext     = @value_ciphertext,
         value_key_id         = @value_key_id::text,
         value_fingerprint    = @value_fingerprint::text,
-        expires_at           = now() + make_interval(secs => @lifetime_seconds::float8),
+        expires_at           = @expires_at::timestamptz,
         generation           = generation + 1,
         refresh_at           = now() + make_interval(secs => @refresh_in_seconds::float8),
+        replace_not_before   = now() + make_interval(secs => @refresh_in_seconds::float8),
+        orphan_hold_until    = NULL,
         claimed_by           = NULL,
         claimed_until        = NULL,
         refresh_requested_at = NULL,
@@ -141,11 +183,12 @@ WITH written AS (
         last_refreshed_at    = now()
     WHERE credentials.account_id = @account_id
       AND credentials.kind = @kind
+      AND credentials.claim_seq = @claim_seq
       AND credentials.generation = @generation
     RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.expires_at
 ), woken AS (
     UPDATE credentials d
-    SET refresh_at = now()
+    SET refresh_at = now(), replace_not_before = now()
     FROM written
     WHERE written.kind = 'access_token'
       AND d.account_id = written.account_id
@@ -166,11 +209,13 @@ SELECT written.generation, written.expires_at,
 FROM written
 UNION ALL
 -- A retry of a write that was committed but whose answer was lost with the connection finds
--- its own value already stored as the next generation: that is success, not a lost race.
+-- its own value already stored as the next generation under its own claim: that is success,
+-- not a lost race.
 SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
 FROM credentials c
 WHERE c.account_id = @account_id
   AND c.kind = @kind
+  AND c.claim_seq = @claim_seq
   AND c.generation - 1 = @generation
   AND c.value_fingerprint = @value_fingerprint::text
   AND NOT EXISTS (SELECT 1 FROM written);
@@ -181,7 +226,9 @@ WHERE c.account_id = @account_id
 -- and it notifies, so a caller waiting on a requested refresh learns the value stands.
 WITH rescheduled AS (
     UPDATE credentials
-    SET refresh_at           = now() + make_interval(secs => @refresh_in_seconds::float8),
+    SET refresh_at           = greatest(now() + make_interval(secs => @refresh_in_seconds::float8), orphan_hold_until),
+        replace_not_before   = CASE WHEN orphan_hold_until IS NULL
+            THEN now() + make_interval(secs => @refresh_in_seconds::float8) ELSE replace_not_before END,
         claimed_by           = NULL,
         claimed_until        = NULL,
         refresh_requested_at = NULL,
@@ -197,33 +244,64 @@ FROM rescheduled;
 
 -- name: CredentialRecordFailure :execrows
 -- CredentialRecordFailure ends a failed claim: it stores WeChat's code and message (never a
--- secret), counts the attempt and sets when to retry. The current value is left alone.
-UPDATE credentials
-SET refresh_at         = now() + make_interval(secs => @retry_in_seconds::float8),
+-- secret), counts the attempt and sets when to retry. The current value is left alone. A
+-- failure WeChat answered issued nothing, so no replacement is fetched before the retry; a
+-- failure without an answer (uncertain: the connection was lost, perhaps after WeChat issued
+-- a value) of a rotating credential starts an orphan hold instead, hold_seconds after
+-- replace_not_before, and the retry waits for it.
+WITH hold AS (
+    SELECT h.account_id, h.kind,
+           CASE WHEN h.orphan_hold_until IS NOT NULL THEN h.orphan_hold_until
+                WHEN @uncertain::bool AND h.generation > 0
+                THEN h.replace_not_before + make_interval(secs => @hold_seconds::float8) END AS until
+    FROM credentials h
+    WHERE h.account_id = @account_id
+      AND h.kind = @kind
+)
+UPDATE credentials c
+SET refresh_at         = greatest(now() + make_interval(secs => @retry_in_seconds::float8), hold.until),
+    replace_not_before = CASE WHEN hold.until IS NULL
+        THEN now() + make_interval(secs => @retry_in_seconds::float8) ELSE c.replace_not_before END,
+    orphan_hold_until  = hold.until,
     claimed_by         = NULL,
     claimed_until      = NULL,
-    attempts           = attempts + 1,
+    attempts           = c.attempts + 1,
     last_error_code    = @error_code::int,
     last_error_message = @error_message::text
-WHERE account_id = @account_id
-  AND kind = @kind
-  AND claim_seq = @claim_seq;
+FROM hold
+WHERE c.account_id = hold.account_id
+  AND c.kind = hold.kind
+  AND c.claim_seq = @claim_seq;
 
 -- name: CredentialRequestRefresh :execrows
 -- CredentialRequestRefresh makes a credential due now because its value was reported
--- rejected. It only acts while the reported generation is still current (compare and
--- refresh), no refresh is in flight (its result answers the report anyway), and the last
--- request is older than the minimum interval, so a client that reports every value it gets
--- cannot drain the daily quota.
-UPDATE credentials
-SET refresh_at = now(),
-    refresh_requested_at = now(),
-    last_request_at = now()
-WHERE account_id = @account_id
-  AND kind = @kind
-  AND generation = @generation
-  AND (claimed_until IS NULL OR claimed_until <= now())
-  AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => @min_interval_seconds::float8));
+-- rejected, an app server needs a longer-lived one, or the nodes can no longer promise it.
+-- It only acts while the reported generation is still current (compare and refresh), no
+-- refresh is in flight (its result answers the report anyway), and the last request is
+-- older than the minimum interval, so a client that reports every value it gets cannot drain
+-- the daily quota. The replacement may now be fetched at once (replace_not_before), unless
+-- a hold says to wait (see CredentialHold); the NOTIFY makes the nodes shorten what they
+-- promise. When WeChat rejected the current value (dead), every older value is dead too, so
+-- there is nothing left to protect and the holds end.
+WITH requested AS (
+    UPDATE credentials
+    SET orphan_hold_until = CASE WHEN @dead::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
+        previous_expires_at = CASE WHEN @dead::bool AND previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+        refresh_at = CASE WHEN @dead::bool THEN now() ELSE greatest(now(), orphan_hold_until) END,
+        replace_not_before = CASE WHEN orphan_hold_until IS NULL
+            THEN least(coalesce(replace_not_before, now()), now()) ELSE replace_not_before END,
+        refresh_requested_at = now(),
+        last_request_at = now()
+    WHERE account_id = @account_id
+      AND kind = @kind
+      AND generation = @generation
+      AND (claimed_until IS NULL OR claimed_until <= now())
+      AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => @min_interval_seconds::float8))
+    RETURNING account_id, kind, generation
+)
+SELECT pg_notify('wxhub_changes', json_build_object(
+    'account_id', account_id, 'kind', kind, 'generation', generation)::text)
+FROM requested;
 
 -- name: CredentialCountDue :one
 -- CredentialCountDue is the backlog: credentials that are due and not claimed.
@@ -235,16 +313,18 @@ WHERE refresh_at <= now();
 -- CredentialPostpone moves due credentials that cannot be refreshed now (no refresher for
 -- their kind yet) out of the way of the others, and says why.
 UPDATE credentials
-SET refresh_at = now() + make_interval(secs => @postpone_seconds::float8),
+SET refresh_at = greatest(now() + make_interval(secs => @postpone_seconds::float8), orphan_hold_until),
+    replace_not_before = CASE WHEN orphan_hold_until IS NULL
+        THEN now() + make_interval(secs => @postpone_seconds::float8) ELSE replace_not_before END,
     last_error_message = @message::text
 WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= now();
 
 -- name: CredentialGetByAppID :one
 -- CredentialGetByAppID is what API nodes load into their cache: the credential with its
--- account's identity and status.
+-- account's identity and status, and whether a requested refresh is still pending.
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       c.refresh_at, a.appid, a.status AS account_status, a.token_mode
+       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = @appid

@@ -131,11 +131,13 @@ func (c *Cache) load(ctx context.Context, k credKey) (db.CachedCredential, error
 }
 
 // install stores a loaded credential unless a notification already announced a newer
-// generation, in which case the read raced the change and is done again.
+// generation, or arrived after the read began (a change to the same generation, such as a
+// requested refresh that shortens what nodes promise, may postdate the read): the read
+// raced the change and is done again.
 func (c *Cache) install(k credKey, cred db.CachedCredential, epoch uint64, readAt time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.notified[accountKind{cred.AccountID, cred.Kind}]; ok && n.generation > cred.Generation {
+	if n, ok := c.notified[accountKind{cred.AccountID, cred.Kind}]; ok && (n.generation > cred.Generation || !n.at.Before(readAt)) {
 		return false
 	}
 	if at, ok := c.accountNotified[cred.AccountID]; ok && !at.Before(readAt) {
@@ -164,18 +166,19 @@ func (c *Cache) Changed(accountID int64, kind string) <-chan struct{} {
 	return ch
 }
 
-// credentialChanged handles a NOTIFY for one credential: older entries are dropped and
+// credentialChanged handles a NOTIFY for one credential: entries of that generation or
+// older are dropped (a notification of the same generation means its schedule changed) and
 // waiters woken.
 func (c *Cache) credentialChanged(accountID int64, kind string, generation int64) {
 	ak := accountKind{accountID, kind}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := c.notified[ak]; generation > n.generation {
+	if n := c.notified[ak]; generation >= n.generation {
 		c.notified[ak] = notifiedGen{generation, now}
 	}
 	for k := range c.byAccount[accountID] {
-		if e := c.entries[k]; e != nil && k.kind == kind && e.cred.Generation < generation {
+		if e := c.entries[k]; e != nil && k.kind == kind && e.cred.Generation <= generation {
 			delete(c.entries, k)
 		}
 	}

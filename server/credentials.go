@@ -22,7 +22,7 @@ import (
 // TokenBody is a credential as the API returns it.
 type TokenBody struct {
 	AccessToken string    `json:"access_token" doc:"The current access token of the account."`
-	ExpiresAt   time.Time `json:"expires_at" doc:"Until when the token is good: its expiry, or for classic tokens the end of the overlap after the next scheduled refresh, whichever is sooner. Clients may cache it until then, and report a rejection through invalidate."`
+	ExpiresAt   time.Time `json:"expires_at" doc:"Until when the token is good, a promise clients may rely on: its expiry, and for classic tokens no later than the overlap after the earliest time wxhub may fetch its replacement, nor than the overlap minus the node's staleness bound from now. Clients may cache it until then, and report a rejection through invalidate."`
 	ExpiresIn   int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down." example:"6840"`
 	Generation  int64     `json:"generation" doc:"Increases with every new token; compare to know which of two is newer."`
 }
@@ -36,7 +36,7 @@ type TokenOutput struct {
 // TicketBody is a ticket as the API returns it.
 type TicketBody struct {
 	Ticket     string    `json:"ticket" doc:"The current ticket."`
-	ExpiresAt  time.Time `json:"expires_at" doc:"Until when the ticket is good: its expiry or the end of the overlap after the next scheduled refresh, whichever is sooner."`
+	ExpiresAt  time.Time `json:"expires_at" doc:"Until when the ticket is good, a promise clients may rely on: its expiry, no later than the overlap after the earliest time wxhub may fetch its replacement, nor than the overlap minus the node's staleness bound from now."`
 	ExpiresIn  int64     `json:"expires_in" doc:"Seconds until expires_at, rounded down."`
 	Generation int64     `json:"generation" doc:"Increases with every new ticket."`
 }
@@ -50,7 +50,7 @@ type TicketOutput struct {
 // AccessTokenInput selects an account's access token.
 type AccessTokenInput struct {
 	AppID  string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
-	MinTTL int64  `query:"min_ttl" minimum:"0" maximum:"1800" doc:"Seconds the token must still be valid for. If it has less left, wxhub asks for a refresh and waits for it (best effort: a stable token cannot be renewed before WeChat's rotation window, so the answer may still have less)."`
+	MinTTL int64  `query:"min_ttl" minimum:"0" maximum:"1800" doc:"Seconds the token must still be valid for. If it has less left, wxhub asks for a refresh and waits for it (best effort: a stable token cannot be renewed before WeChat's rotation window, and a classic token is never promised for longer than the overlap, so the answer may still have less)."`
 }
 
 // TicketInput selects an account's ticket.
@@ -115,7 +115,7 @@ func (s *Server) registerCredentials() {
 			return nil, err
 		}
 		out := &TicketOutput{CacheControl: "no-store"}
-		good := s.goodUntil(cred)
+		good := s.goodUntil(cred, time.Now())
 		out.Body = TicketBody{Ticket: cred.Value, ExpiresAt: good, ExpiresIn: secondsLeft(good), Generation: cred.Generation}
 		return out, nil
 	})
@@ -174,22 +174,41 @@ const requestInterval = time.Minute
 
 // tokenOutput is the answer of the access-token operations.
 func (s *Server) tokenOutput(cred db.CachedCredential) *TokenOutput {
-	good := s.goodUntil(cred)
+	good := s.goodUntil(cred, time.Now())
 	return &TokenOutput{CacheControl: "no-store", Body: TokenBody{AccessToken: cred.Value, ExpiresAt: good,
 		ExpiresIn: secondsLeft(good), Generation: cred.Generation}}
 }
 
 func secondsLeft(t time.Time) int64 { return max(0, int64(time.Until(t)/time.Second)) }
 
-// goodUntil is how long a client may rely on a value: its expiry, but for values whose next
-// fetch kills them, no later than the overlap after the scheduled refresh.
-func (s *Server) goodUntil(c db.CachedCredential) time.Time {
-	if c.Rotates && c.RefreshAt != nil {
-		if end := c.RefreshAt.Add(s.cfg.Overlap); end.Before(c.ExpiresAt) {
+// minPromise is the least time a value handed out must have left: a client needs a moment
+// to use it.
+const minPromise = time.Second
+
+// goodUntil is how long a client may rely on a value handed out at now: what the database
+// promises (db.PromisedUntil), and for a value whose replacement kills it, no later than the
+// overlap after the staleness bound. A refresh requested through another node is announced
+// by a notification, but a node may learn of it only up to the staleness bound later; a
+// promise counted from now minus that bound still ends before the value dies.
+func (s *Server) goodUntil(c db.CachedCredential, now time.Time) time.Time {
+	good := db.PromisedUntil(c.ExpiresAt, c.ReplaceNotBefore, c.Rotates, s.cfg.Overlap)
+	if c.Rotates {
+		if end := now.Add(s.cfg.Overlap - s.cfg.StalenessBound); end.Before(good) {
 			return end
 		}
 	}
-	return c.ExpiresAt
+	return good
+}
+
+// servable reports whether a value exists and can be promised for at least minPromise more.
+func (s *Server) servable(c db.CachedCredential, now time.Time) bool {
+	return c.Value != "" && s.goodUntil(c, now).Sub(now) >= minPromise
+}
+
+// lasts reports whether c can be handed out with at least minTTL left.
+func (s *Server) lasts(c db.CachedCredential, minTTL time.Duration) bool {
+	now := time.Now()
+	return s.servable(c, now) && s.goodUntil(c, now).Sub(now) > minTTL
 }
 
 // credential returns a usable value of an account's credential: one that is valid for at
@@ -204,25 +223,28 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	if err := s.visible(p, cred, err); err != nil {
 		return db.CachedCredential{}, err
 	}
-	if usable(cred) && time.Until(s.goodUntil(cred)) > minTTL {
+	if s.lasts(cred, minTTL) {
 		return cred, nil
 	}
 	requested := false
+	before := cred.Generation
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
 	// Waiting starts before each read, so a change between the read and the wait is not missed.
 	changed := s.cache.Changed(cred.AccountID, kind)
 	for {
-		// A value that is too short for min_ttl, or that has expired, is asked for now: after
-		// expiry the worker's own retries are spaced out to spare the quota, but an app
-		// server waiting for it is worth a call (at most one per requestInterval).
-		if !requested && (minTTL > 0 && usable(cred) || cred.Generation > 0 && !usable(cred)) {
+		// A value that is too short for min_ttl, or that can no longer be promised, is asked
+		// for now: past its promise the worker's own retries are spaced out to spare the
+		// quota, but an app server waiting for it is worth a call (at most one per
+		// requestInterval).
+		servable := s.servable(cred, time.Now())
+		if !requested && (minTTL > 0 && servable || cred.Generation > 0 && !servable) {
 			did, err := s.store.RequestRefresh(ctx, cred.AccountID, kind, cred.Generation, requestInterval)
 			if err != nil {
 				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
 			} else if did {
 				reason := "min_ttl"
-				if !usable(cred) {
+				if !servable {
 					reason = "expired"
 				}
 				s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
@@ -234,7 +256,7 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		case <-ctx.Done():
 			return db.CachedCredential{}, s.internal(ctx.Err())
 		case <-deadline.C:
-			if usable(cred) {
+			if s.servable(cred, time.Now()) {
 				return cred, nil // best effort for min_ttl: the token is still valid
 			}
 			return db.CachedCredential{}, unavailable(kind)
@@ -246,15 +268,12 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		if cred, err = s.cache.Reload(ctx, appid, kind); err != nil {
 			return db.CachedCredential{}, s.visible(p, cred, err)
 		}
-		if usable(cred) && time.Until(s.goodUntil(cred)) > minTTL {
+		// A refreshed value answers min_ttl as well as it can: a rotating value is never
+		// promised longer than the overlap, whatever min_ttl asks.
+		if s.lasts(cred, minTTL) || requested && cred.Generation > before && s.servable(cred, time.Now()) {
 			return cred, nil
 		}
 	}
-}
-
-// usable reports whether a value exists and WeChat still accepts it.
-func usable(c db.CachedCredential) bool {
-	return c.Value != "" && time.Now().Before(c.ExpiresAt)
 }
 
 // visible maps lookup errors and other tenants' accounts to API errors. Another tenant's
@@ -310,13 +329,13 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		return db.CachedCredential{}, err
 	}
 	if cred.Value != reported {
-		if usable(cred) {
+		if s.servable(cred, time.Now()) {
 			return cred, nil // a newer token exists already
 		}
 		return s.credential(ctx, appid, "access_token", 0)
 	}
 	changed := s.cache.Changed(cred.AccountID, "access_token")
-	did, err := s.store.RequestRefresh(ctx, cred.AccountID, "access_token", cred.Generation, requestInterval)
+	did, err := s.store.ReportDead(ctx, cred.AccountID, "access_token", cred.Generation, requestInterval)
 	if err != nil {
 		return db.CachedCredential{}, s.internal(err)
 	}
@@ -341,10 +360,11 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		if err != nil {
 			return db.CachedCredential{}, s.visible(p, next, err)
 		}
-		// A new generation answers the report; the same generation after a notification
-		// means WeChat confirmed the token (a stable token it still considers current).
-		if next.Generation > cred.Generation || (next.Generation == cred.Generation && woke) {
-			if usable(next) {
+		// A new generation answers the report; the same generation after a notification,
+		// with the request no longer pending, means WeChat confirmed the token (a stable
+		// token it still considers current). The request itself notifies too.
+		if next.Generation > cred.Generation || (next.Generation == cred.Generation && woke && !next.RefreshRequested) {
+			if s.servable(next, time.Now()) {
 				return next, nil
 			}
 		}

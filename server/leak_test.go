@@ -56,7 +56,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	workerRegistry := prometheus.NewRegistry()
 	pool, err := db.Open(context.Background(), e.dsn)
 	require.NoError(t, err)
-	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(e.simURL, nil), worker.Config{ID: "w", PollInterval: 50 * time.Millisecond,
+	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(e.simURL, nil), worker.Config{ID: "w", PollInterval: 50 * time.Millisecond, CallTimeout: 2 * time.Second,
 		Overlap: e.overlap, RetryBase: 100 * time.Millisecond, RetryMax: time.Second, ConfigRetry: time.Second,
 		Logger: logger, Registerer: workerRegistry})
 	require.NoError(t, err)

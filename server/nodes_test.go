@@ -34,7 +34,7 @@ func TestThreeNodesFollowOneWorker(t *testing.T) {
 
 	// refresh makes the worker fetch a new token and returns when it is stored.
 	refresh := func(gen int64) time.Time {
-		_, err := e.store.RequestRefresh(context.Background(), acct.ID, "access_token", gen, 0)
+		_, err := e.store.ReportDead(context.Background(), acct.ID, "access_token", gen, 0)
 		require.NoError(t, err)
 		var stored time.Time
 		waitUntil(t, 5*time.Second, "the refresh", func() bool {

@@ -35,8 +35,10 @@ type Config struct {
 	// being refreshed before it answers 503 [10s].
 	RefreshWait time.Duration
 	// Overlap is how long WeChat keeps accepting a value after the next one is fetched [300s].
-	// Responses for classic tokens and tickets report an expiry no later than the scheduled
-	// refresh plus the overlap, so clients that cache until expires_at never hold a dead value.
+	// Responses for classic tokens and tickets report an expiry no later than the overlap
+	// after the earliest time their replacement may be fetched, nor than the overlap minus
+	// StalenessBound from now, so clients that cache until expires_at never hold a dead
+	// value. It must exceed StalenessBound by more than a second.
 	Overlap time.Duration
 	// RateLimit is how many requests per second one API key may make to this node, with
 	// bursts of twice that [1000]; negative disables the limit.

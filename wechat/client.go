@@ -206,6 +206,12 @@ func (c *Client) call(ctx context.Context, rq request) (Token, error) {
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	} else {
+		// Every credential call issues a value, so it must never be sent twice: net/http
+		// resends a GET on its own when a reused connection breaks before the answer, and
+		// the second classic token would kill the stored one at once. It never resends a
+		// request whose body cannot be replayed; an empty one still goes without a body.
+		req.Body = io.NopCloser(strings.NewReader(""))
 	}
 
 	resp, err := c.http.Do(req)

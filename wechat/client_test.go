@@ -255,3 +255,33 @@ func callAPI(t *testing.T, api string) func(context.Context, *wechat.Client) (we
 	t.Fatalf("no canned call for API %q", api)
 	return nil
 }
+
+func TestACallIsNeverSentTwice(t *testing.T) {
+	// The server answers the first request, then on the same connection reads the second and
+	// closes it without an answer, as WeChat's side of a lost connection would look: the
+	// token was issued, the answer is gone.
+	var mu sync.Mutex
+	seen := 0
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen++
+		n := seen
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"AT-1","expires_in":7200}`))
+			return
+		}
+		conn, _, err := w.(http.Hijacker).Hijack()
+		require.NoError(t, err)
+		_ = conn.Close()
+	}))
+	c := wechat.New(srv.URL, nil)
+	_, err := c.ClassicToken(context.Background(), testAppID, testSecret)
+	require.NoError(t, err)
+	_, err = c.Ticket(context.Background(), "AT-1", "jsapi")
+	require.Error(t, err, "the lost answer is an error for the caller to handle")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 2, seen, "the request whose answer was lost was not sent again on a new connection")
+}

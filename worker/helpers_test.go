@@ -84,7 +84,7 @@ func (b *bundle) addAccounts(t testing.TB, prefix string, n int, mode string, ti
 func (b *bundle) config(id string) worker.Config {
 	return worker.Config{
 		ID: id, Concurrency: 32, PollInterval: 100 * time.Millisecond, Lease: 5 * time.Second,
-		CallTimeout: 3 * time.Second, Overlap: b.overlap, RetryBase: 200 * time.Millisecond,
+		CallTimeout: min(3*time.Second, b.overlap/2), Overlap: b.overlap, RetryBase: 200 * time.Millisecond,
 		RetryMax: 2 * time.Second, ConfigRetry: 5 * time.Second,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registerer: prometheus.NewRegistry(),
@@ -168,11 +168,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // checker plays the application servers: every interval it reads each account's current
-// access token from the database and uses it against the simulator, counting rejections.
+// access token from the database and, while wxhub still promises it, uses it against the
+// simulator, counting rejections.
 type checker struct {
-	uses, rejected, missing atomic.Int64
-	mu                      sync.Mutex
-	failures                []string
+	uses, rejected, missing, unpromised atomic.Int64
+	mu                                  sync.Mutex
+	failures                            []string
 }
 
 func (b *bundle) startChecker(t *testing.T, accounts []db.Account, interval time.Duration) *checker {
@@ -214,6 +215,11 @@ func (c *checker) use(ctx context.Context, b *bundle, a db.Account) {
 	cred, err := b.store.GetCredential(ctx, a.ID, "access_token")
 	if err != nil {
 		c.missing.Add(1) // not fetched yet
+		return
+	}
+	// A node would not hand the value out with less than a second left.
+	if time.Until(db.PromisedUntil(cred.ExpiresAt, cred.ReplaceNotBefore, a.TokenMode == "classic", b.overlap)) < time.Second {
+		c.unpromised.Add(1)
 		return
 	}
 	code, err := b.simc.Use(ctx, cred.Value)

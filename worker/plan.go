@@ -84,5 +84,5 @@ func (w *Worker) plan(d db.Due) (db.Plan, error) {
 	if !d.Requested {
 		limit -= int(float64(limit) * w.cfg.QuotaReserve)
 	}
-	return db.Plan{API: r.api, DailyLimit: limit}, nil
+	return db.Plan{API: r.api, DailyLimit: limit, Rotates: r.rotates}, nil
 }

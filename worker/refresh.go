@@ -15,9 +15,18 @@ const (
 	codeNetwork       = -1000 // no usable answer: connection, timeout, HTTP status, bad body
 	codeUndecryptable = -1001 // the secret or value does not decrypt with the key ring
 	codeNoToken       = -1002 // a ticket is due but the account has no valid access token
+	codeLateClaim     = -1003 // the call could end too late in the claim; nothing was called
 )
 
-var errNoAccessToken = errors.New("no valid access token to fetch the ticket with")
+var (
+	errNoAccessToken = errors.New("no valid access token to fetch the ticket with")
+	errLateClaim     = errors.New("too late in the claim to call WeChat safely; not called")
+)
+
+// orphanMargin is added to the overlap before a rotating credential whose last fetch got no
+// answer is fetched again: the API nodes stop promising the stored value at the end of the
+// overlap, and the clocks of nodes and workers may differ a little.
+const orphanMargin = time.Second
 
 // refresh fetches a new value for one claimed credential and stores it, or records why not.
 // ctx is not the caller's: nothing that started a WeChat call may be cancelled by shutdown.
@@ -29,6 +38,14 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 	}
 	if c.OpenErr != nil {
 		w.fail(ctx, c, c.OpenErr)
+		return
+	}
+	// A worker that takes an unfinished claim of a rotating credential over waits until the
+	// overlap has passed since the claim (see orphanMargin), so a call that surely ends
+	// before that cannot reach WeChat after the new holder's call and kill what it stores. A
+	// worker that was paused between claiming and calling does not call.
+	if r.rotates && time.Since(c.ClaimedAt)+w.cfg.CallTimeout >= w.cfg.Overlap {
+		w.fail(ctx, c, errLateClaim)
 		return
 	}
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
@@ -43,34 +60,35 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 	}
 	w.metrics.upstream.WithLabelValues(r.api, result).Observe(time.Since(start).Seconds())
 	if err != nil {
-		w.fail(ctx, c, err)
+		w.failCall(ctx, c, r, err)
 		return
 	}
 	// WeChat counted the lifetime from its answer; the time the answer took to arrive is
-	// already gone, so it is taken off rather than trusting the value to live longer.
-	remaining := func() time.Duration { return tok.ExpiresIn - time.Since(start) }
+	// already gone, so the expiry is counted from the start of the call rather than trusting
+	// the value to live longer.
+	expiresAt := start.Add(tok.ExpiresIn)
 
 	if !r.rotates && tok.Value == c.Current {
 		// stable_token returned the value already stored: the call came before WeChat's
 		// rotation window. Not a refresh; try again inside the window.
-		if err := w.store.Reschedule(ctx, c, w.stableRefreshIn(remaining())); err != nil {
+		if err := w.store.Reschedule(ctx, c, w.stableRefreshIn(time.Until(expiresAt))); err != nil {
 			w.log.Warn("reschedule failed", "appid", c.AppID, "credential", c.Kind, "err", err)
 		}
 		w.metrics.refreshes.WithLabelValues(c.Kind, "unchanged").Inc()
 		return
 	}
-	w.write(ctx, c, r, tok.Value, remaining, start)
+	w.write(ctx, c, r, tok.Value, expiresAt, start)
 }
 
 // write stores a fetched value. If the database is unreachable it keeps trying while the
 // value is inside its overlap window, because until then the value it replaces still works;
 // after that it gives up and the claim's lease lets the next claim fetch again.
-func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value string, remaining func() time.Duration, fetched time.Time) {
+func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value string, expiresAt, fetched time.Time) {
 	deadline := fetched.Add(w.cfg.Overlap)
 	fraction := 0.75 + 0.1*rand.Float64()
 	for attempt := 1; ; attempt++ {
-		lifetime := remaining()
-		wr := db.Write{Value: value, Lifetime: lifetime, PreviousValidFor: w.cfg.Overlap}
+		lifetime := time.Until(expiresAt)
+		wr := db.Write{Value: value, ExpiresAt: expiresAt, PreviousValidFor: w.cfg.Overlap}
 		if r.rotates {
 			wr.RefreshIn = time.Duration(float64(lifetime) * fraction)
 		} else {
@@ -96,13 +114,11 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			return
 		}
 		if errors.Is(err, db.ErrFenced) {
+			// This worker was paused past its lease and another claim has taken over. That
+			// claim found this one unfinished and treats its value as a possible orphan, so
+			// discarding the value is all that is left to do.
 			w.metrics.refreshes.WithLabelValues(c.Kind, "fenced").Inc()
-			w.log.Warn("another worker refreshed first; value discarded", "appid", c.AppID, "credential", c.Kind)
-			if r.rotates {
-				// Our call may have come after the winner's, which would kill the stored value
-				// after the overlap. One more refresh makes the stored value the newest.
-				w.requestRefresh(ctx, c)
-			}
+			w.log.Warn("the claim was taken over by another worker; value discarded", "appid", c.AppID, "credential", c.Kind)
 			return
 		}
 		if time.Now().After(deadline) {
@@ -119,17 +135,6 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 	}
 }
 
-// requestRefresh makes the credential due again at its current generation.
-func (w *Worker) requestRefresh(ctx context.Context, c db.Claim) {
-	cur, err := w.store.GetCredential(ctx, c.AccountID, c.Kind)
-	if err == nil {
-		_, err = w.store.RequestRefresh(ctx, c.AccountID, c.Kind, cur.Generation, 0)
-	}
-	if err != nil {
-		w.log.Error("could not request a refresh after losing the race", "appid", c.AppID, "credential", c.Kind, "err", err)
-	}
-}
-
 // stableRefreshIn schedules a stable token: calls before WeChat's rotation window (the last
 // Overlap of the token's life) return the same token, so the refresh is due at the start of
 // the window, with jitter inside its first fifth.
@@ -142,10 +147,27 @@ func (w *Worker) stableRefreshIn(lifetime time.Duration) time.Duration {
 	return lifetime - overlap + time.Duration(0.2*float64(overlap)*rand.Float64())
 }
 
-// fail records a failed refresh: the current value stays in service, and the retry time
-// depends on what kind of failure WeChat reported.
-func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
-	f := db.Failure{Code: codeNetwork, Message: err.Error()}
+// failCall records a failed WeChat call. A call without an answer from WeChat (a lost
+// connection, a timeout, an answer that is not WeChat's) may still have issued a value, and
+// for a credential whose every fetch kills the previous value that value is an orphan that
+// makes the next fetch kill the stored one at once: the failure holds the next fetch until
+// the API nodes have stopped promising the stored value.
+func (w *Worker) failCall(ctx context.Context, c db.Claim, r refresher, err error) {
+	var we *wechat.Error
+	if r.rotates && !errors.As(err, &we) {
+		w.recordFailure(ctx, c, err, w.cfg.Overlap+orphanMargin)
+		return
+	}
+	w.recordFailure(ctx, c, err, 0)
+}
+
+// fail records a refresh that failed before any call to WeChat.
+func (w *Worker) fail(ctx context.Context, c db.Claim, err error) { w.recordFailure(ctx, c, err, 0) }
+
+// recordFailure records a failed refresh: the current value stays in service, and the retry
+// time depends on what kind of failure WeChat reported.
+func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orphanHold time.Duration) {
+	f := db.Failure{Code: codeNetwork, Message: err.Error(), OrphanHold: orphanHold}
 	var we *wechat.Error
 	if errors.As(err, &we) {
 		f.Code, f.Message = we.Code, we.Message
@@ -159,6 +181,9 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 	case errors.Is(err, errNoAccessToken):
 		outcome = "no_token"
 		f.Code, f.RetryIn = codeNoToken, w.transientRetry(c)
+	case errors.Is(err, errLateClaim):
+		outcome = "late_claim"
+		f.Code, f.RetryIn = codeLateClaim, 0
 	default:
 		kind := wechat.Classify(err)
 		outcome = kind.String()
@@ -166,7 +191,7 @@ func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
 		case wechat.KindTokenInvalid:
 			// The access token the ticket was fetched with is dead (killed outside wxhub):
 			// compare and refresh it, then the ticket follows.
-			if _, err := w.store.RequestRefresh(ctx, c.AccountID, "access_token", c.TokenGeneration, time.Minute); err != nil {
+			if _, err := w.store.ReportDead(ctx, c.AccountID, "access_token", c.TokenGeneration, time.Minute); err != nil {
 				w.log.Error("could not request an access token refresh", "appid", c.AppID, "err", err)
 			}
 			f.RetryIn = w.transientRetry(c)

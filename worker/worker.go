@@ -94,6 +94,9 @@ type Worker struct {
 // New returns a worker that claims from store and calls WeChat through client.
 func New(store *db.Store, client *wechat.Client, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
+	if cfg.CallTimeout >= cfg.Overlap {
+		return nil, fmt.Errorf("worker: the call timeout %s must be shorter than the overlap %s", cfg.CallTimeout, cfg.Overlap)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
@@ -127,6 +130,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if free > 0 && (free == cap(slots) || free >= max(1, cap(slots)/4)) {
 			res, err := w.store.ClaimDue(ctx, db.ClaimRequest{
 				Worker: w.cfg.ID, Max: free, Lease: w.cfg.Lease, Plan: w.plan, Postpone: time.Hour,
+				OrphanHold: w.cfg.Overlap + orphanMargin,
 			})
 			switch {
 			case err != nil && ctx.Err() == nil:

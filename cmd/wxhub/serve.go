@@ -45,6 +45,9 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if *bound < 3*time.Second || *wait <= 0 || *overlap <= 0 {
 		return fmt.Errorf("%w: need --staleness-bound >= 3s, --refresh-wait > 0 and --overlap > 0", errUsage)
 	}
+	if *overlap < *bound+2*time.Second {
+		return fmt.Errorf("%w: --overlap %s must exceed --staleness-bound %s by 2s at least: classic tokens and tickets are promised for the overlap minus the bound", errUsage, *overlap, *bound)
+	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {
 		return err

@@ -48,6 +48,9 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Lease <= cfg.CallTimeout {
 		return fmt.Errorf("%w: --lease must be longer than --call-timeout", errUsage)
 	}
+	if cfg.Overlap <= cfg.CallTimeout {
+		return fmt.Errorf("%w: --overlap must be longer than --call-timeout", errUsage)
+	}
 	if cfg.Concurrency < 1 || cfg.QuotaReserve < 0 || cfg.QuotaReserve >= 1 {
 		return fmt.Errorf("%w: need --concurrency >= 1 and 0 <= --quota-reserve < 1", errUsage)
 	}

@@ -210,7 +210,9 @@ WITH changed AS (
     RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
 ), scheduled AS (
     UPDATE credentials c
-    SET refresh_at = CASE WHEN $1::bool THEN now() END
+    SET refresh_at = CASE WHEN $1::bool THEN greatest(now(), c.orphan_hold_until) END,
+        replace_not_before = CASE WHEN $1::bool AND c.orphan_hold_until IS NULL
+            THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END
     FROM changed
     WHERE c.account_id = changed.id
 )

@@ -156,39 +156,43 @@ func (q *Queries) CredentialCountDue(ctx context.Context) (int64, error) {
 }
 
 const credentialDeferToNextQuotaDay = `-- name: CredentialDeferToNextQuotaDay :exec
+WITH next_day AS (
+    SELECT ((date_trunc('day', (coalesce($5::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
+             + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC') AS at
+)
 UPDATE credentials
-SET refresh_at = ((date_trunc('day', (coalesce($1::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
-                   + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC')
-                 + make_interval(secs => random() * $2::float8),
+SET refresh_at = next_day.at + make_interval(secs => random() * $1::float8),
+    replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
     last_error_code = 45009,
-    last_error_message = $3::text
-WHERE (account_id, kind) IN (SELECT unnest($4::bigint[]), unnest($5::text[]))
-  AND refresh_at <= coalesce($1::timestamptz, now())
+    last_error_message = $2::text
+FROM next_day
+WHERE (account_id, kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
+  AND refresh_at <= coalesce($5::timestamptz, now())
 `
 
 type CredentialDeferToNextQuotaDayParams struct {
-	Now           *time.Time
 	JitterSeconds float64
 	Message       string
 	AccountIds    []int64
 	Kinds         []string
+	Now           *time.Time
 }
 
 // CredentialDeferToNextQuotaDay parks credentials whose API has no quota left today until
 // shortly after the next quota day starts (China midnight), and says why.
 func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg CredentialDeferToNextQuotaDayParams) error {
 	_, err := q.db.Exec(ctx, credentialDeferToNextQuotaDay,
-		arg.Now,
 		arg.JitterSeconds,
 		arg.Message,
 		arg.AccountIds,
 		arg.Kinds,
+		arg.Now,
 	)
 	return err
 }
 
 const credentialGet = `-- name: CredentialGet :one
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
+SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
 FROM credentials
 WHERE account_id = $1
   AND kind = $2
@@ -224,13 +228,15 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 		&i.LastErrorCode,
 		&i.LastErrorMessage,
 		&i.LastRefreshedAt,
+		&i.ReplaceNotBefore,
+		&i.OrphanHoldUntil,
 	)
 	return i, err
 }
 
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       c.refresh_at, a.appid, a.status AS account_status, a.token_mode
+       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = $1
@@ -243,21 +249,22 @@ type CredentialGetByAppIDParams struct {
 }
 
 type CredentialGetByAppIDRow struct {
-	AccountID       int64
-	TenantID        int64
-	Kind            string
-	Generation      int64
-	ValueCiphertext []byte
-	ValueKeyID      *string
-	ExpiresAt       *time.Time
-	RefreshAt       *time.Time
-	Appid           string
-	AccountStatus   string
-	TokenMode       string
+	AccountID        int64
+	TenantID         int64
+	Kind             string
+	Generation       int64
+	ValueCiphertext  []byte
+	ValueKeyID       *string
+	ExpiresAt        *time.Time
+	ReplaceNotBefore *time.Time
+	RefreshRequested bool
+	Appid            string
+	AccountStatus    string
+	TokenMode        string
 }
 
 // CredentialGetByAppID is what API nodes load into their cache: the credential with its
-// account's identity and status.
+// account's identity and status, and whether a requested refresh is still pending.
 func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByAppIDParams) (CredentialGetByAppIDRow, error) {
 	row := q.db.QueryRow(ctx, credentialGetByAppID, arg.Appid, arg.Kind)
 	var i CredentialGetByAppIDRow
@@ -269,7 +276,8 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 		&i.ValueCiphertext,
 		&i.ValueKeyID,
 		&i.ExpiresAt,
-		&i.RefreshAt,
+		&i.ReplaceNotBefore,
+		&i.RefreshRequested,
 		&i.Appid,
 		&i.AccountStatus,
 		&i.TokenMode,
@@ -277,12 +285,84 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 	return i, err
 }
 
+const credentialHold = `-- name: CredentialHold :many
+WITH hold AS (
+    SELECT c.account_id, c.kind, c.previous_expires_at,
+           CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
+               THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => $2::float8))
+           END AS orphan_until
+    FROM credentials c
+    WHERE (c.account_id, c.kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
+)
+UPDATE credentials c
+SET orphan_hold_until = hold.orphan_until,
+    refresh_at = greatest(c.refresh_at, hold.orphan_until, hold.previous_expires_at)
+FROM hold
+WHERE c.account_id = hold.account_id
+  AND c.kind = hold.kind
+RETURNING c.account_id, c.kind,
+    coalesce(greatest(hold.orphan_until, hold.previous_expires_at) > coalesce($1::timestamptz, now()), false)::bool AS held
+`
+
+type CredentialHoldParams struct {
+	Now         *time.Time
+	HoldSeconds float64
+	AccountIds  []int64
+	Kinds       []string
+}
+
+type CredentialHoldRow struct {
+	AccountID int64
+	Kind      string
+	Held      bool
+}
+
+// CredentialHold is a step of a claim, for credentials whose every fetch kills the previous
+// value after the overlap (classic tokens, tickets). WeChat keeps only one superseded value
+// alive, so a fetch also kills the value before the previous one at once, and API nodes may
+// still promise both. No fetch happens before:
+//   - previous_expires_at, when the value the current one replaced dies on its own (a
+//     replacement fetched sooner would kill it while it is still promised);
+//   - the end of an orphan hold, when the credential may have an orphan: a value WeChat
+//     issued that wxhub never saw, because the previous claim's worker vanished (its claim
+//     is still recorded) or its call's answer was lost. The stored value may then no longer
+//     be WeChat's newest, and the next fetch could kill it at once, so the hold lasts until
+//     the nodes have stopped promising it: hold_seconds (the overlap and a margin) after
+//     replace_not_before. It is kept until a write clears it.
+//
+// Rows still held come back with held set and must not be claimed.
+func (q *Queries) CredentialHold(ctx context.Context, arg CredentialHoldParams) ([]CredentialHoldRow, error) {
+	rows, err := q.db.Query(ctx, credentialHold,
+		arg.Now,
+		arg.HoldSeconds,
+		arg.AccountIds,
+		arg.Kinds,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CredentialHoldRow{}
+	for rows.Next() {
+		var i CredentialHoldRow
+		if err := rows.Scan(&i.AccountID, &i.Kind, &i.Held); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const credentialInsert = `-- name: CredentialInsert :one
-INSERT INTO credentials (tenant_id, account_id, kind, refresh_at)
-VALUES ($1, $2, $3, CASE WHEN $3::text = 'access_token'
-    THEN coalesce($4::timestamptz, now()) END)
+INSERT INTO credentials (tenant_id, account_id, kind, refresh_at, replace_not_before)
+VALUES ($1, $2, $3,
+    CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END,
+    CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END)
 ON CONFLICT (account_id, kind) DO NOTHING
-RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
+RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
 `
 
 type CredentialInsertParams struct {
@@ -324,12 +404,14 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 		&i.LastErrorCode,
 		&i.LastErrorMessage,
 		&i.LastRefreshedAt,
+		&i.ReplaceNotBefore,
+		&i.OrphanHoldUntil,
 	)
 	return i, err
 }
 
 const credentialListByAccount = `-- name: CredentialListByAccount :many
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at
+SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
 FROM credentials
 WHERE account_id = $1
 ORDER BY kind
@@ -366,6 +448,8 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 			&i.LastErrorCode,
 			&i.LastErrorMessage,
 			&i.LastRefreshedAt,
+			&i.ReplaceNotBefore,
+			&i.OrphanHoldUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -380,7 +464,8 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 const credentialLockDue = `-- name: CredentialLockDue :many
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
-           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at
+           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at,
+           (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
     FROM credentials c
     WHERE c.refresh_at <= coalesce($1::timestamptz, now())
     ORDER BY c.refresh_at
@@ -388,7 +473,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
-       due.expires_at, due.refresh_requested_at, due.attempts,
+       due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
        a.secret_ciphertext, a.secret_key_id,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
@@ -414,6 +499,7 @@ type CredentialLockDueRow struct {
 	ExpiresAt          *time.Time
 	RefreshRequestedAt *time.Time
 	Attempts           int32
+	OrphanPossible     bool
 	Appid              string
 	AccountKind        string
 	AccountStatus      string
@@ -449,6 +535,7 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 			&i.ExpiresAt,
 			&i.RefreshRequestedAt,
 			&i.Attempts,
+			&i.OrphanPossible,
 			&i.Appid,
 			&i.AccountKind,
 			&i.AccountStatus,
@@ -473,7 +560,9 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 
 const credentialPostpone = `-- name: CredentialPostpone :exec
 UPDATE credentials
-SET refresh_at = now() + make_interval(secs => $1::float8),
+SET refresh_at = greatest(now() + make_interval(secs => $1::float8), orphan_hold_until),
+    replace_not_before = CASE WHEN orphan_hold_until IS NULL
+        THEN now() + make_interval(secs => $1::float8) ELSE replace_not_before END,
     last_error_message = $2::text
 WHERE (account_id, kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
   AND refresh_at <= now()
@@ -499,37 +588,58 @@ func (q *Queries) CredentialPostpone(ctx context.Context, arg CredentialPostpone
 }
 
 const credentialRecordFailure = `-- name: CredentialRecordFailure :execrows
-UPDATE credentials
-SET refresh_at         = now() + make_interval(secs => $1::float8),
+WITH hold AS (
+    SELECT h.account_id, h.kind,
+           CASE WHEN h.orphan_hold_until IS NOT NULL THEN h.orphan_hold_until
+                WHEN $5::bool AND h.generation > 0
+                THEN h.replace_not_before + make_interval(secs => $6::float8) END AS until
+    FROM credentials h
+    WHERE h.account_id = $7
+      AND h.kind = $8
+)
+UPDATE credentials c
+SET refresh_at         = greatest(now() + make_interval(secs => $1::float8), hold.until),
+    replace_not_before = CASE WHEN hold.until IS NULL
+        THEN now() + make_interval(secs => $1::float8) ELSE c.replace_not_before END,
+    orphan_hold_until  = hold.until,
     claimed_by         = NULL,
     claimed_until      = NULL,
-    attempts           = attempts + 1,
+    attempts           = c.attempts + 1,
     last_error_code    = $2::int,
     last_error_message = $3::text
-WHERE account_id = $4
-  AND kind = $5
-  AND claim_seq = $6
+FROM hold
+WHERE c.account_id = hold.account_id
+  AND c.kind = hold.kind
+  AND c.claim_seq = $4
 `
 
 type CredentialRecordFailureParams struct {
 	RetryInSeconds float64
 	ErrorCode      int32
 	ErrorMessage   string
+	ClaimSeq       int64
+	Uncertain      bool
+	HoldSeconds    float64
 	AccountID      int64
 	Kind           string
-	ClaimSeq       int64
 }
 
 // CredentialRecordFailure ends a failed claim: it stores WeChat's code and message (never a
-// secret), counts the attempt and sets when to retry. The current value is left alone.
+// secret), counts the attempt and sets when to retry. The current value is left alone. A
+// failure WeChat answered issued nothing, so no replacement is fetched before the retry; a
+// failure without an answer (uncertain: the connection was lost, perhaps after WeChat issued
+// a value) of a rotating credential starts an orphan hold instead, hold_seconds after
+// replace_not_before, and the retry waits for it.
 func (q *Queries) CredentialRecordFailure(ctx context.Context, arg CredentialRecordFailureParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialRecordFailure,
 		arg.RetryInSeconds,
 		arg.ErrorCode,
 		arg.ErrorMessage,
+		arg.ClaimSeq,
+		arg.Uncertain,
+		arg.HoldSeconds,
 		arg.AccountID,
 		arg.Kind,
-		arg.ClaimSeq,
 	)
 	if err != nil {
 		return 0, err
@@ -538,18 +648,29 @@ func (q *Queries) CredentialRecordFailure(ctx context.Context, arg CredentialRec
 }
 
 const credentialRequestRefresh = `-- name: CredentialRequestRefresh :execrows
-UPDATE credentials
-SET refresh_at = now(),
-    refresh_requested_at = now(),
-    last_request_at = now()
-WHERE account_id = $1
-  AND kind = $2
-  AND generation = $3
-  AND (claimed_until IS NULL OR claimed_until <= now())
-  AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => $4::float8))
+WITH requested AS (
+    UPDATE credentials
+    SET orphan_hold_until = CASE WHEN $1::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
+        previous_expires_at = CASE WHEN $1::bool AND previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+        refresh_at = CASE WHEN $1::bool THEN now() ELSE greatest(now(), orphan_hold_until) END,
+        replace_not_before = CASE WHEN orphan_hold_until IS NULL
+            THEN least(coalesce(replace_not_before, now()), now()) ELSE replace_not_before END,
+        refresh_requested_at = now(),
+        last_request_at = now()
+    WHERE account_id = $2
+      AND kind = $3
+      AND generation = $4
+      AND (claimed_until IS NULL OR claimed_until <= now())
+      AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => $5::float8))
+    RETURNING account_id, kind, generation
+)
+SELECT pg_notify('wxhub_changes', json_build_object(
+    'account_id', account_id, 'kind', kind, 'generation', generation)::text)
+FROM requested
 `
 
 type CredentialRequestRefreshParams struct {
+	Dead               bool
 	AccountID          int64
 	Kind               string
 	Generation         int64
@@ -557,12 +678,17 @@ type CredentialRequestRefreshParams struct {
 }
 
 // CredentialRequestRefresh makes a credential due now because its value was reported
-// rejected. It only acts while the reported generation is still current (compare and
-// refresh), no refresh is in flight (its result answers the report anyway), and the last
-// request is older than the minimum interval, so a client that reports every value it gets
-// cannot drain the daily quota.
+// rejected, an app server needs a longer-lived one, or the nodes can no longer promise it.
+// It only acts while the reported generation is still current (compare and refresh), no
+// refresh is in flight (its result answers the report anyway), and the last request is
+// older than the minimum interval, so a client that reports every value it gets cannot drain
+// the daily quota. The replacement may now be fetched at once (replace_not_before), unless
+// a hold says to wait (see CredentialHold); the NOTIFY makes the nodes shorten what they
+// promise. When WeChat rejected the current value (dead), every older value is dead too, so
+// there is nothing left to protect and the holds end.
 func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRequestRefreshParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialRequestRefresh,
+		arg.Dead,
 		arg.AccountID,
 		arg.Kind,
 		arg.Generation,
@@ -577,7 +703,9 @@ func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRe
 const credentialReschedule = `-- name: CredentialReschedule :execrows
 WITH rescheduled AS (
     UPDATE credentials
-    SET refresh_at           = now() + make_interval(secs => $1::float8),
+    SET refresh_at           = greatest(now() + make_interval(secs => $1::float8), orphan_hold_until),
+        replace_not_before   = CASE WHEN orphan_hold_until IS NULL
+            THEN now() + make_interval(secs => $1::float8) ELSE replace_not_before END,
         claimed_by           = NULL,
         claimed_until        = NULL,
         refresh_requested_at = NULL,
@@ -639,9 +767,11 @@ WITH written AS (
         value_ciphertext     = $2,
         value_key_id         = $3::text,
         value_fingerprint    = $4::text,
-        expires_at           = now() + make_interval(secs => $5::float8),
+        expires_at           = $5::timestamptz,
         generation           = generation + 1,
         refresh_at           = now() + make_interval(secs => $6::float8),
+        replace_not_before   = now() + make_interval(secs => $6::float8),
+        orphan_hold_until    = NULL,
         claimed_by           = NULL,
         claimed_until        = NULL,
         refresh_requested_at = NULL,
@@ -651,11 +781,12 @@ WITH written AS (
         last_refreshed_at    = now()
     WHERE credentials.account_id = $7
       AND credentials.kind = $8
-      AND credentials.generation = $9
+      AND credentials.claim_seq = $9
+      AND credentials.generation = $10
     RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.expires_at
 ), woken AS (
     UPDATE credentials d
-    SET refresh_at = now()
+    SET refresh_at = now(), replace_not_before = now()
     FROM written
     WHERE written.kind = 'access_token'
       AND d.account_id = written.account_id
@@ -679,7 +810,8 @@ SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
 FROM credentials c
 WHERE c.account_id = $7
   AND c.kind = $8
-  AND c.generation - 1 = $9
+  AND c.claim_seq = $9
+  AND c.generation - 1 = $10
   AND c.value_fingerprint = $4::text
   AND NOT EXISTS (SELECT 1 FROM written)
 `
@@ -689,10 +821,11 @@ type CredentialWriteFencedParams struct {
 	ValueCiphertext      []byte
 	ValueKeyID           string
 	ValueFingerprint     string
-	LifetimeSeconds      float64
+	ExpiresAt            time.Time
 	RefreshInSeconds     float64
 	AccountID            int64
 	Kind                 string
+	ClaimSeq             int64
 	Generation           int64
 }
 
@@ -706,22 +839,27 @@ type CredentialWriteFencedRow struct {
 // CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
 // the value it replaces kept as the previous one while WeChat still accepts it, the next
 // refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
-// It succeeds only if the generation is still the one the worker read when it claimed, so a
-// worker that lost its claim changes nothing; a retry of its own committed write returns
-// that write (replayed). A new access token also wakes the account's tickets that wait for a
-// first one, and any write clears a failing status.
+// It succeeds only while the claim is still the worker's own (no later claim took it over)
+// and the generation is still the one it read, so a worker that lost its claim changes
+// nothing; a retry of its own committed write returns that write (replayed). The next
+// refresh time is also the earliest time a replacement may be fetched (replace_not_before),
+// and any orphan hold ends: the stored value is WeChat's newest. A new access token also
+// wakes the account's tickets that wait for a first one, and any write clears a failing
+// status.
 // A retry of a write that was committed but whose answer was lost with the connection finds
-// its own value already stored as the next generation: that is success, not a lost race.
+// its own value already stored as the next generation under its own claim: that is success,
+// not a lost race.
 func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWriteFencedParams) (CredentialWriteFencedRow, error) {
 	row := q.db.QueryRow(ctx, credentialWriteFenced,
 		arg.PreviousValidSeconds,
 		arg.ValueCiphertext,
 		arg.ValueKeyID,
 		arg.ValueFingerprint,
-		arg.LifetimeSeconds,
+		arg.ExpiresAt,
 		arg.RefreshInSeconds,
 		arg.AccountID,
 		arg.Kind,
+		arg.ClaimSeq,
 		arg.Generation,
 	)
 	var i CredentialWriteFencedRow

@@ -95,19 +95,19 @@ type Credential struct {
 	ValueFingerprint *string
 	// When WeChat stops accepting the current value, from the expires_in WeChat returned.
 	ExpiresAt *time.Time
-	// Incremented by every write of a new value; writes are fenced on the generation the writer read, so a stale refresher changes nothing.
+	// Incremented by every write of a new value; writes are fenced on the generation and the claim the writer holds, so a stale refresher changes nothing.
 	Generation int64
 	// The value before the current one, kept while WeChat still accepts it (until previous_expires_at).
 	PreviousCiphertext []byte
 	PreviousKeyID      *string
 	PreviousExpiresAt  *time.Time
-	// When a worker should next refresh the value; a claim moves it forward by the claim lease, so a crashed worker's claim comes due again. NULL: not scheduled (a ticket waiting for the account's first access token).
+	// When a worker should next claim the credential; a claim moves it forward by the claim lease, so a crashed worker's claim comes due again. Never earlier than orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
 	RefreshAt *time.Time
 	// The worker that holds or last held the claim (for operators; correctness rests on generation and claim_seq).
 	ClaimedBy *string
 	// End of the current claim's lease; while it is in the future no other credential of the account is claimed, so one account is refreshed by one worker at a time.
 	ClaimedUntil *time.Time
-	// Incremented by every claim; a worker records failures only while the sequence is still its own.
+	// Incremented by every claim; a worker writes a value or records an outcome only while the sequence is still its own, so a worker whose lease was taken over changes nothing.
 	ClaimSeq int64
 	// Set when an app server reported the current value rejected; the next refresh may use the quota reserve kept for such requests.
 	RefreshRequestedAt *time.Time
@@ -120,6 +120,10 @@ type Credential struct {
 	// WeChat errmsg (or the network error) of the last failed attempt, without any secret.
 	LastErrorMessage *string
 	LastRefreshedAt  *time.Time
+	// wxhub asks WeChat for a replacement of the current value no earlier than this; API nodes promise a rotating value (classic token, ticket) only until this plus the overlap. Claims leave it alone; a requested refresh moves it to now and notifies the nodes.
+	ReplaceNotBefore *time.Time
+	// Set when a fetch may have been answered without wxhub seeing the answer (a claim whose worker vanished, a lost connection): WeChat may hold a newer value than the stored one, and the next fetch could kill the stored one at once. No fetch before this time, when the nodes have stopped promising the stored value. Cleared by a write.
+	OrphanHoldUntil *time.Time
 }
 
 // The domains that own WeChat accounts; API keys of role tenant are scoped to one.
