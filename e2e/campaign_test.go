@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -93,12 +95,27 @@ func TestCampaign(t *testing.T) {
 	}
 	stopApps()
 	apps.Wait()
-	v, err := cp.Judge(ctx, from, to, stale)
+	rec.WaitHeld()
+	h, v, err := cp.Judge(ctx, from, to, stale)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp.Report(os.Stdout, v, from, to)
+	Report(os.Stdout, h, v)
 	if v.Failed() {
 		t.Errorf("the campaign broke %d promises (see above)", len(v.Violations))
 	}
+	if v.Failed() || *keep {
+		// What WeChat saw, for the post-mortem: every token's issue time per account.
+		if err := writeJSON(filepath.Join(dir, "sim-stats.json"), h.After); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

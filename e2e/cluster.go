@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
@@ -86,6 +86,8 @@ type Cluster struct {
 	// Accounts are the campaign's accounts; HTTP is the client every request goes through.
 	Accounts []Account
 	HTTP     *http.Client
+	// indexOf maps wxhub's account ids to indexes in Accounts.
+	indexOf map[int64]int
 }
 
 const database = "wxhub"
@@ -161,7 +163,7 @@ func (c *Cluster) startSim(ctx context.Context) error {
 	c.SimURL = "http://" + addr
 	c.SimAPI = &wechatsim.Client{BaseURL: c.SimURL, HTTP: c.HTTP}
 	c.Sim = NewProc("sim", c.bin, c.logPath("sim"), nil, "sim", "--listen", addr,
-		"--token-ttl", c.Opts.TokenTTL.String(), "--overlap", c.Opts.Overlap.String())
+		"--token-ttl", c.Opts.TokenTTL.String(), "--overlap", c.Opts.Overlap.String(), "--classic-survivors", "1")
 	if err := c.Sim.Start(); err != nil {
 		return err
 	}
@@ -216,7 +218,7 @@ func (c *Cluster) addWorker(ctx context.Context, i int) error {
 	p := NewProc(name, c.bin, c.logPath(name), c.env, "worker",
 		"--database-url", c.dbURL(relay, "wxhub-"+name), "--listen", addr, "--id", name,
 		"--wechat-base-url", c.SimURL, "--lease", c.Opts.Lease.String(), "--call-timeout", c.Opts.CallTimeout.String(),
-		"--overlap", c.Opts.Overlap.String(), "--poll-interval", "250ms")
+		"--overlap", c.Opts.Overlap.String(), "--poll-interval", "250ms", "--log-level", "debug")
 	c.Workers = append(c.Workers, p)
 	c.WorkerURLs = append(c.WorkerURLs, "http://"+addr)
 	c.WorkerRelays = append(c.WorkerRelays, relay)
@@ -369,8 +371,29 @@ func (c *Cluster) createAccounts(ctx context.Context) error {
 			return err
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	rows, err := c.DB.Query(ctx, `SELECT id, appid FROM accounts`)
+	if err != nil {
+		return err
+	}
+	c.indexOf = map[int64]int{}
+	index := map[string]int{}
+	for i, a := range c.Accounts {
+		index[a.AppID] = i
+	}
+	var id int64
+	var appid string
+	_, err = pgx.ForEachRow(rows, []any{&id, &appid}, func() error {
+		c.indexOf[id] = index[appid]
+		return nil
+	})
+	return err
 }
+
+// accountByID returns the campaign account with wxhub's account id.
+func (c *Cluster) accountByID(id int64) Account { return c.Accounts[c.indexOf[id]] }
 
 // QuotaLimited reports whether account i has the small daily limit.
 func (c *Cluster) QuotaLimited(i int) bool { return c.Opts.QuotaEvery > 0 && i%c.Opts.QuotaEvery == 0 }
@@ -401,38 +424,33 @@ func (c *Cluster) WorkerMetric(ctx context.Context, i int, prefix, label string)
 
 // API calls node i with the admin key, decodes a 2xx answer into out, and returns the status.
 func (c *Cluster) API(ctx context.Context, node int, method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.NodeURLs[node]+path, body)
+	status, b, err := c.call(ctx, node, method, path, in)
 	if err != nil {
-		return 0, err
+		return status, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.AdminKey)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s %s on %s: %d %s", method, path, c.Nodes[node].Name, resp.StatusCode, b)
+	if status/100 != 2 {
+		return status, fmt.Errorf("%s %s on %s: %d %s", method, path, c.Nodes[node].Name, status, b)
 	}
 	if out != nil {
-		return resp.StatusCode, json.Unmarshal(b, out)
+		return status, json.Unmarshal(b, out)
 	}
-	return resp.StatusCode, nil
+	return status, nil
+}
+
+// get fetches a URL of the cluster (a node's or a worker's) with the admin key.
+func (c *Cluster) get(ctx context.Context, u string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.AdminKey)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
 }
 
 func freeAddr() (string, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,9 +29,14 @@ type Relay struct {
 	marker                         string
 	statementResets, statementsCut atomic.Int64
 	// holdStatements holds the marked statement's executions in the relay until released;
-	// held counts those waiting.
+	// held counts those waiting, and heldWrites says which credentials they write.
 	holdStatements atomic.Bool
 	held           atomic.Int64
+	heldMu         sync.Mutex
+	heldWrites     map[*relayConn]HeldWrite
+	// lateStored and lateRefused count the answers to held statements once released: a row
+	// (stored, or recognised as a retry) or none (refused by the statement's own fence).
+	lateStored, lateRefused atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[*relayConn]struct{}
@@ -45,7 +51,10 @@ type relayConn struct {
 	// cutNextAnswer is set when the client executed the marked statement: the server's next
 	// answer is dropped and the connection reset.
 	cutNextAnswer atomic.Bool
-	frontend      frontendParser
+	// heldAnswer is set when a held statement was released: the server's answer to it is
+	// counted.
+	heldAnswer atomic.Bool
+	frontend   frontendParser
 }
 
 // close resets both sides: SO_LINGER 0 makes the kernel send an RST, as a failed network
@@ -70,7 +79,7 @@ func NewRelay(target, marker string) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{ln: ln, target: target, marker: marker, conns: map[*relayConn]struct{}{}}
+	r := &Relay{ln: ln, target: target, marker: marker, conns: map[*relayConn]struct{}{}, heldWrites: map[*relayConn]HeldWrite{}}
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
@@ -145,7 +154,10 @@ func (r *Relay) pipe(c *relayConn, from, to net.Conn, fromClient bool) {
 				if r.statementResets.Load() > 0 {
 					c.cutNextAnswer.Store(true)
 				}
-				r.hold(c)
+				r.hold(c, c.frontend.lastBind)
+			}
+			if !fromClient && c.heldAnswer.Load() {
+				r.countLateAnswer(c, buf[:n])
 			}
 			if !fromClient && c.cutNextAnswer.Swap(false) && r.statementResets.Add(-1) >= 0 {
 				r.statementsCut.Add(1)
@@ -200,15 +212,151 @@ func (r *Relay) HoldStatement(on bool) { r.holdStatements.Store(on) }
 // Held returns how many executions of the marked statement are held now.
 func (r *Relay) Held() int64 { return r.held.Load() }
 
-func (r *Relay) hold(c *relayConn) {
+// HeldWrite is the credential a held execution of the credential write stores.
+type HeldWrite struct {
+	AccountID int64
+	Kind      string
+}
+
+// Parameters of the credential write (CredentialWriteFenced, 0-based) that name the
+// credential; relay_test.go checks them against the real statement.
+const writeAccountParam, writeKindParam = 6, 7
+
+// HeldWrites lists the credentials of the executions held now.
+func (r *Relay) HeldWrites() []HeldWrite {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	out := make([]HeldWrite, 0, len(r.heldWrites))
+	for _, w := range r.heldWrites {
+		out = append(out, w)
+	}
+	return out
+}
+
+func (r *Relay) hold(c *relayConn, bind []byte) {
 	if !r.holdStatements.Load() {
 		return
 	}
 	r.held.Add(1)
 	defer r.held.Add(-1)
+	if params, ok := bindParams(bind); ok && len(params) > writeKindParam {
+		if id, ok := params[writeAccountParam].int64(); ok {
+			r.heldMu.Lock()
+			r.heldWrites[c] = HeldWrite{AccountID: id, Kind: string(params[writeKindParam].value)}
+			r.heldMu.Unlock()
+			defer func() {
+				r.heldMu.Lock()
+				delete(r.heldWrites, c)
+				r.heldMu.Unlock()
+			}()
+		}
+	}
 	for r.holdStatements.Load() && !c.done.Load() {
 		time.Sleep(20 * time.Millisecond)
 	}
+	c.heldAnswer.Store(true)
+}
+
+// Tags of the server's CommandComplete for the credential write: one row came back (stored,
+// or a retry recognised), or none (fenced).
+var (
+	oneRow = []byte("SELECT 1\x00")
+	noRow  = []byte("SELECT 0\x00")
+)
+
+// countLateAnswer counts the server's answer to a released held statement.
+func (r *Relay) countLateAnswer(c *relayConn, chunk []byte) {
+	switch {
+	case bytes.Contains(chunk, noRow):
+		r.lateRefused.Add(1)
+	case bytes.Contains(chunk, oneRow):
+		r.lateStored.Add(1)
+	default:
+		return
+	}
+	c.heldAnswer.Store(false)
+}
+
+// LateAnswers returns how many held statements, once released, stored a row and how many
+// were refused by their fence.
+func (r *Relay) LateAnswers() (stored, refused int64) {
+	return r.lateStored.Load(), r.lateRefused.Load()
+}
+
+// bindParam is one parameter of a Bind message: its value and whether it is in binary
+// format.
+type bindParam struct {
+	value  []byte
+	binary bool
+}
+
+// int64 decodes an integer parameter, binary (int8) or text.
+func (p bindParam) int64() (int64, bool) {
+	if p.binary {
+		if len(p.value) != 8 {
+			return 0, false
+		}
+		return int64(binary.BigEndian.Uint64(p.value)), true
+	}
+	n, err := strconv.ParseInt(string(p.value), 10, 64)
+	return n, err == nil
+}
+
+// bindParams parses the parameters of a Bind message's body: portal and statement names,
+// the parameter format codes (none: all text; one: for all; else one each), then each
+// parameter as a length and its bytes.
+func bindParams(body []byte) ([]bindParam, bool) {
+	for range 2 { // portal name, statement name
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return nil, false
+		}
+		body = body[i+1:]
+	}
+	u16 := func() (int, bool) {
+		if len(body) < 2 {
+			return 0, false
+		}
+		n := int(binary.BigEndian.Uint16(body))
+		body = body[2:]
+		return n, true
+	}
+	nFormats, ok := u16()
+	if !ok || len(body) < 2*nFormats {
+		return nil, false
+	}
+	formats := make([]bool, nFormats)
+	for i := range formats {
+		formats[i] = binary.BigEndian.Uint16(body[2*i:]) == 1
+	}
+	body = body[2*nFormats:]
+	n, ok := u16()
+	if !ok {
+		return nil, false
+	}
+	params := make([]bindParam, n)
+	for i := range params {
+		if len(body) < 4 {
+			return nil, false
+		}
+		size := int(int32(binary.BigEndian.Uint32(body)))
+		body = body[4:]
+		if size > len(body) {
+			return nil, false
+		}
+		if size > 0 {
+			params[i].value = body[:size]
+			body = body[size:]
+		}
+		switch nFormats {
+		case 0:
+		case 1:
+			params[i].binary = formats[0]
+		default:
+			params[i].binary = i < nFormats && formats[i]
+		}
+	}
+	return params, true
 }
 
 // StatementsCut returns how many connections CutAfterStatement reset so far.
@@ -221,6 +369,8 @@ type frontendParser struct {
 	lost    bool // the stream made no sense (or was encrypted); stop following it
 	buf     []byte
 	marked  map[string]bool // statement name → its SQL contains the marker
+	// lastBind is the body of the last Bind of a marked statement.
+	lastBind []byte
 }
 
 // sslRequest and gssencRequest are the codes of the untyped requests a client may send
@@ -282,7 +432,10 @@ func (p *frontendParser) executes(chunk []byte, marker string) bool {
 		case 'B': // Bind: portal name, statement name
 			_, rest, _ := bytes.Cut(body, []byte{0})
 			name, _, _ := bytes.Cut(rest, []byte{0})
-			hit = hit || p.marked[string(name)]
+			if p.marked[string(name)] {
+				hit = true
+				p.lastBind = bytes.Clone(body)
+			}
 		}
 		p.buf = p.buf[1+n:]
 	}

@@ -10,7 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"wxhub/db"
 	"wxhub/db/dbtest"
+	"wxhub/db/keyring"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -161,4 +163,64 @@ func TestRelayHoldsTheMarkedStatementUntilReleased(t *testing.T) {
 	require.NoError(t, check.QueryRow(t.Context(), "SELECT id FROM relay_notes").Scan(&id))
 	require.Equal(t, 2, id)
 	require.Zero(t, r.Held())
+}
+
+func TestRelayNamesTheCredentialOfAHeldWriteAndCountsItsAnswer(t *testing.T) {
+	dsn, via, r := relayed(t, WriteMarker)
+	ring, err := keyring.Parse("t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+	require.NoError(t, err)
+	pool, err := db.Open(t.Context(), via)
+	require.NoError(t, err)
+	defer pool.Close()
+	store := db.NewStore(pool, ring)
+	_, err = store.CreateTenant(t.Context(), "acme")
+	require.NoError(t, err)
+	account, err := store.CreateAccount(t.Context(), db.NewAccount{Tenant: "acme", AppID: "wxrelay", Kind: "official_account", Secret: "s"})
+	require.NoError(t, err)
+	res, err := store.ClaimDue(t.Context(), db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
+		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 10}, nil }})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
+
+	r.HoldStatement(true)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := store.WriteCredential(context.Background(), res.Claims[0],
+			db.Write{Value: "v", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return r.Held() == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, []HeldWrite{{AccountID: account.ID, Kind: "access_token"}}, r.HeldWrites())
+	r.HoldStatement(false)
+	require.NoError(t, <-done)
+	require.Empty(t, r.HeldWrites())
+	stored, refused := r.LateAnswers()
+	require.Equal(t, [2]int64{1, 0}, [2]int64{stored, refused}, "the late write stored its value")
+
+	// A second claim whose lease runs out while its write is held; another worker (not
+	// through the relay) claims the credential meanwhile, so the late write is refused.
+	direct, err := db.Open(t.Context(), dsn)
+	require.NoError(t, err)
+	defer direct.Close()
+	_, err = direct.Exec(t.Context(), "UPDATE credentials SET refresh_at = now()")
+	require.NoError(t, err)
+	plan := func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 10}, nil }
+	res, err = store.ClaimDue(t.Context(), db.ClaimRequest{Worker: "late", Max: 1, Lease: 100 * time.Millisecond, Plan: plan})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
+	r.HoldStatement(true)
+	go func() {
+		_, _, err := store.WriteCredential(context.Background(), res.Claims[0],
+			db.Write{Value: "late", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return r.Held() == 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	other, err := db.NewStore(direct, ring).ClaimDue(t.Context(), db.ClaimRequest{Worker: "other", Max: 1, Lease: time.Minute, Plan: plan})
+	require.NoError(t, err)
+	require.Len(t, other.Claims, 1)
+	r.HoldStatement(false)
+	require.ErrorIs(t, <-done, db.ErrFenced)
+	stored, refused = r.LateAnswers()
+	require.Equal(t, [2]int64{1, 1}, [2]int64{stored, refused}, "the second late write was refused by its fence")
 }
