@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"wxhub/wechatsim"
@@ -145,13 +146,14 @@ func Faults() []Fault {
 			time.Sleep(time.Second)
 			// Scheduled refreshes come late enough that the old value would expire from the
 			// cache on its own; refreshes app servers ask for (min_ttl) do not, so node 2
-			// must find them although no notification reaches it.
-			n, err := c.ForceRefreshes(ctx, 0, 10, r)
+			// must find them although no notification reaches it. Half of them are asked for
+			// just after a scheduled refresh, while the value before may still be promised.
+			n, recent, err := c.ForceRefreshes(ctx, 0, 10, r)
 			if err != nil {
 				c.ListenRelays[1].Blackhole(false)
 				return nil, err
 			}
-			r.Detail = fmt.Sprintf("%d classic tokens refreshed early through node 1 meanwhile", n)
+			r.Detail = fmt.Sprintf("%d classic tokens refreshed early through node 1 meanwhile; %d of the 10 asked for within the overlap of their last refresh", n, recent)
 			time.Sleep(time.Until(until))
 			c.ListenRelays[1].Blackhole(false)
 			if n == 0 {
@@ -405,23 +407,41 @@ func (c *Cluster) countLogLines(procs []*Proc, text string) int {
 }
 
 // ForceRefreshes asks node for the tokens of n classic accounts with a min_ttl no token
-// has, which makes wxhub refresh them now instead of when they are due. It returns how
-// many were refreshed and excuses their new tokens in r.
-func (c *Cluster) ForceRefreshes(ctx context.Context, node, n int, r *FaultResult) (int, error) {
+// has, which makes wxhub refresh them sooner than they are due: up to half of them
+// accounts refreshed within the last half overlap, the others at random. It returns how
+// many were refreshed and how many of the accounts had been refreshed just before, and
+// excuses their new tokens in r.
+func (c *Cluster) ForceRefreshes(ctx context.Context, node, n int, r *FaultResult) (refreshed, recent int, err error) {
 	victims := map[string]bool{}
 	for _, a := range c.secretVictims() {
 		victims[a.AppID] = true
 	}
+	rows, err := c.DB.Query(ctx, `SELECT a.appid FROM credentials c JOIN accounts a ON a.id = c.account_id
+		WHERE c.kind = 'access_token' AND a.token_mode = 'classic' AND c.last_refreshed_at > now() - make_interval(secs => $1)
+		ORDER BY random() LIMIT $2`, c.Opts.Overlap.Seconds()/2, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	justRefreshed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, 0, err
+	}
 	var picked []string
+	for _, appid := range justRefreshed {
+		i := slices.IndexFunc(c.Accounts, func(a Account) bool { return a.AppID == appid })
+		if len(picked) < n/2 && !c.QuotaLimited(i) && !victims[appid] {
+			picked = append(picked, appid)
+		}
+	}
+	recent = len(picked)
 	for _, i := range rand.Perm(len(c.Accounts)) {
 		a := c.Accounts[i]
-		if len(picked) < n && a.TokenMode == "classic" && !c.QuotaLimited(i) && !victims[a.AppID] {
+		if len(picked) < n && a.TokenMode == "classic" && !c.QuotaLimited(i) && !victims[a.AppID] && !slices.Contains(picked, a.AppID) {
 			picked = append(picked, a.AppID)
 		}
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	refreshed := 0
 	for _, appid := range picked {
 		r.Excused[appid] = true
 		g.Go(func() error {
@@ -441,7 +461,7 @@ func (c *Cluster) ForceRefreshes(ctx context.Context, node, n int, r *FaultResul
 			return nil
 		})
 	}
-	return refreshed, g.Wait()
+	return refreshed, recent, g.Wait()
 }
 
 // secretVictims are a stable-token and a classic-token account without a small quota.
