@@ -257,3 +257,18 @@ func TestARotatingValueIsNotReplacedTwiceWithinTheOverlap(t *testing.T) {
 		})
 	}
 }
+
+func TestARequestKeepsADueCredentialsPlaceInTheQueue(t *testing.T) {
+	t.Parallel()
+	b := claimSetup(t)
+	ctx := context.Background()
+	// Due ten seconds ago, behind a backlog after an outage: a node that asks for it must not
+	// send it to the back of the queue.
+	_, err := b.pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '10 seconds' WHERE account_id = $1", b.account.ID)
+	require.NoError(t, err)
+	before := b.credential(t)
+	did, err := b.store.RequestRefresh(ctx, b.account.ID, "access_token", before.Generation, 0)
+	require.NoError(t, err)
+	require.True(t, did)
+	require.True(t, b.credential(t).RefreshAt.Equal(*before.RefreshAt))
+}

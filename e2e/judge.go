@@ -98,6 +98,7 @@ func Judge(h History) Verdict {
 	v := Verdict{Outcomes: map[Outcome]int{}}
 	var outages []window
 	restartOf := map[int][]window{}
+	var down503, unreachable []string // samples, for the post-mortem
 	for _, r := range h.Faults {
 		if r.PostgresDown || r.WeChatDown {
 			outages = append(outages, window{r.Start, r.Healed})
@@ -121,6 +122,7 @@ func Judge(h History) Verdict {
 		case Unavailable:
 			if !slices.ContainsFunc(outages, func(w window) bool { return w.overlaps(u.Asked, u.Answered) }) {
 				v.Unavailable503++
+				down503 = sample(down503, u, h.Faults)
 			}
 			if u.Odd != "" {
 				v.violate("%s", u.Odd)
@@ -128,16 +130,17 @@ func Judge(h History) Verdict {
 		case Unreachable:
 			if !slices.ContainsFunc(restartOf[u.Node], func(w window) bool { return w.overlaps(u.Asked, u.Answered) }) {
 				v.Unreachable++
+				unreachable = sample(unreachable, u, h.Faults)
 			}
 		case OtherStatus:
 			v.violate("unexpected answer: %s", u.Odd)
 		}
 	}
 	if v.Unavailable503 > 0 {
-		v.violate("%d requests answered 503 while PostgreSQL and WeChat were up", v.Unavailable503)
+		v.violate("%d requests answered 503 while PostgreSQL and WeChat were up, e.g. %s", v.Unavailable503, strings.Join(down503, "; "))
 	}
 	if v.Unreachable > 0 {
-		v.violate("%d requests found a node unreachable outside its restart", v.Unreachable)
+		v.violate("%d requests found a node unreachable outside its restart, e.g. %s", v.Unreachable, strings.Join(unreachable, "; "))
 	}
 	h.judgeTokens(&v)
 	h.judgeGenerations(&v)
@@ -224,6 +227,15 @@ func (h History) judgeGenerations(v *Verdict) {
 			}
 		}
 	}
+}
+
+// sample adds a description of u to samples, up to five.
+func sample(samples []string, u Use, faults []FaultResult) []string {
+	if len(samples) >= 5 {
+		return samples
+	}
+	return append(samples, fmt.Sprintf("%s for %s asked of %s at %s, answered at %s (last fault: %s)", u.Request, u.AppID,
+		nodeName(u.Node), u.Asked.Format("15:04:05.000"), u.Answered.Format("15:04:05.000"), lastFaultBefore(faults, u.Asked)))
 }
 
 // lastFaultBefore names the fault injected last before t.

@@ -652,7 +652,8 @@ WITH requested AS (
     UPDATE credentials
     SET orphan_hold_until = CASE WHEN $1::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
         previous_expires_at = CASE WHEN $1::bool AND previous_expires_at > now() THEN now() ELSE previous_expires_at END,
-        refresh_at = CASE WHEN $1::bool THEN now() ELSE greatest(now(), orphan_hold_until) END,
+        refresh_at = CASE WHEN $1::bool THEN least(refresh_at, now())
+                          ELSE greatest(least(refresh_at, now()), orphan_hold_until) END,
         replace_not_before = CASE WHEN orphan_hold_until IS NULL
             THEN least(coalesce(replace_not_before, now()), now()) ELSE replace_not_before END,
         refresh_requested_at = now(),
@@ -685,7 +686,8 @@ type CredentialRequestRefreshParams struct {
 // the daily quota. The replacement may now be fetched at once (replace_not_before), unless
 // a hold says to wait (see CredentialHold); the NOTIFY makes the nodes shorten what they
 // promise. When WeChat rejected the current value (dead), every older value is dead too, so
-// there is nothing left to protect and the holds end.
+// there is nothing left to protect and the holds end. A credential already due keeps its
+// place in the queue: after an outage, the oldest due are the ones nodes wait for.
 func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRequestRefreshParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialRequestRefresh,
 		arg.Dead,
