@@ -134,8 +134,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			})
 			switch {
 			case err != nil && ctx.Err() == nil:
+				// A failed claim costs the database nothing, and after an outage every second
+				// spent waiting here is a second app servers wait for their credentials: the
+				// backoff stays short.
 				claimFailures++
-				wait = backoff(w.cfg.PollInterval, 30*time.Second, claimFailures)
+				wait = backoff(w.cfg.PollInterval, max(2*time.Second, w.cfg.PollInterval), claimFailures)
 				w.log.Error("claim failed", "err", err, "retry_in", wait)
 			case err == nil:
 				claimFailures = 0
