@@ -214,6 +214,18 @@ func decode(u *Use, b []byte, rec *Recorder) (credentialAnswer, bool) {
 	return ans, true
 }
 
+// useNowOrLater makes the use at once and records it, or for a share of the credentials
+// leaves it to useLater; it reports whether the use was made now, and returns it.
+func (c *Cluster) useNowOrLater(ctx context.Context, u Use, rec *Recorder, use func(*Use)) (Use, bool) {
+	if rand.Float64() < holdShare {
+		c.useLater(ctx, u, rec, use)
+		return u, false
+	}
+	use(&u)
+	rec.add(u)
+	return u, true
+}
+
 // useLater runs use at a random moment before u.ExpiresAt (for a quarter of the held uses,
 // just before it) and records the result, unless ctx ends first.
 func (c *Cluster) useLater(ctx context.Context, u Use, rec *Recorder, use func(*Use)) {
@@ -260,13 +272,8 @@ func (c *Cluster) tokenRequest(ctx context.Context, appid string, rec *Recorder,
 			u.UseAnswered, u.ErrCode = time.Now(), code
 		}
 	}
-	if rand.Float64() < holdShare {
-		c.useLater(ctx, u, rec, use)
-		return
-	}
-	use(&u)
-	rec.add(u)
-	if u.UseAnswered.IsZero() || u.ErrCode == 0 {
+	u, now := c.useNowOrLater(ctx, u, rec, use)
+	if !now || u.UseAnswered.IsZero() || u.ErrCode == 0 {
 		return
 	}
 	_, _, _ = c.call(ctx, u.Node, http.MethodPost, "/v1/accounts/"+appid+"/access-token/invalidate",
@@ -300,12 +307,7 @@ func (c *Cluster) ticketRequest(ctx context.Context, appid string, rec *Recorder
 		check.Signature = server.JSSDKSignature(ans.Ticket, check.NonceStr, ts, jssdkPage)
 		c.verify(ctx, u, check)
 	}
-	if rand.Float64() < holdShare {
-		c.useLater(ctx, u, rec, use)
-		return
-	}
-	use(&u)
-	rec.add(u)
+	c.useNowOrLater(ctx, u, rec, use)
 }
 
 // jssdkRequest asks wxhub to sign a page and has the simulator verify the signature at once.

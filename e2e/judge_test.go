@@ -63,34 +63,19 @@ func TestJudgeFailsEveryBrokenPromise(t *testing.T) {
 				Used: at(30.02), UseAnswered: at(30.03), ErrCode: -1, Reason: "made with a ticket that is no longer live"})
 		}, "signature not valid"},
 		{"an unexplained second token", func(h *History) {
-			s := h.After.Accounts["wxb"]
-			s.TokenIssueTimes = append(s.TokenIssueTimes, at(50))
-			s.TokensIssued++
-			h.After.Accounts["wxb"] = s
+			secondTokenOfB(h, 50)
 		}, "two new tokens in one cycle: wxb"},
 		{"a second token explained for that account", func(h *History) {
-			s := h.After.Accounts["wxb"]
-			s.TokenIssueTimes = append(s.TokenIssueTimes, at(50))
-			s.TokensIssued++
-			h.After.Accounts["wxb"] = s
-			h.Faults = append(h.Faults, FaultResult{Fault: Fault{Name: "kill -9"}, Start: at(45), Healed: at(47), Recovered: at(49.5),
-				NodeDown: -1, Excused: map[string]bool{"wxb": true}})
+			secondTokenOfB(h, 50)
+			killExcusing(h, "wxb")
 		}, ""},
 		{"a second token a fault explains for another account only", func(h *History) {
-			s := h.After.Accounts["wxb"]
-			s.TokenIssueTimes = append(s.TokenIssueTimes, at(50))
-			s.TokensIssued++
-			h.After.Accounts["wxb"] = s
-			h.Faults = append(h.Faults, FaultResult{Fault: Fault{Name: "kill -9"}, Start: at(45), Healed: at(47), Recovered: at(49.5),
-				NodeDown: -1, Excused: map[string]bool{"wxa": true}})
+			secondTokenOfB(h, 50)
+			killExcusing(h, "wxa")
 		}, "two new tokens in one cycle: wxb"},
 		{"a second token after the fault that explained it had ended", func(h *History) {
-			s := h.After.Accounts["wxb"]
-			s.TokenIssueTimes = append(s.TokenIssueTimes, at(70))
-			s.TokensIssued++
-			h.After.Accounts["wxb"] = s
-			h.Faults = append(h.Faults, FaultResult{Fault: Fault{Name: "kill -9"}, Start: at(45), Healed: at(47), Recovered: at(49.5),
-				NodeDown: -1, Excused: map[string]bool{"wxb": true}})
+			secondTokenOfB(h, 70)
+			killExcusing(h, "wxb")
 		}, "two new tokens in one cycle: wxb"},
 		{"more tokens than the schedule allows", func(h *History) {
 			s := h.After.Accounts["wxa"]
@@ -150,6 +135,21 @@ func TestJudgeFailsEveryBrokenPromise(t *testing.T) {
 			require.True(t, containsSubstring(v.Violations, tt.want), "want a violation with %q, got %q", tt.want, v.Violations)
 		})
 	}
+}
+
+// secondTokenOfB has WeChat issue wxb another token at the given second of the campaign
+// (its scheduled one came at 47 s).
+func secondTokenOfB(h *History, sec float64) {
+	s := h.After.Accounts["wxb"]
+	s.TokenIssueTimes = append(s.TokenIssueTimes, at(sec))
+	s.TokensIssued++
+	h.After.Accounts["wxb"] = s
+}
+
+// killExcusing adds a worker kill from 45 s to 49.5 s that explains a second token of appid.
+func killExcusing(h *History, appid string) {
+	h.Faults = append(h.Faults, FaultResult{Fault: Fault{Name: "kill -9"}, Start: at(45), Healed: at(47), Recovered: at(49.5),
+		NodeDown: -1, Excused: map[string]bool{appid: true}})
 }
 
 func containsSubstring(ss []string, sub string) bool {
