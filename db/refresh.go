@@ -101,6 +101,12 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 	var picked []dbsqlc.CredentialLockDueRow
 	var claimed []dbsqlc.CredentialClaimRow
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The claim's statements join sets passed as arrays. A cached generic plan guesses 10
+		// elements per array and joins them with nested loops, quadratic in the claim's size
+		// (2,048 credentials took 1.5 s); a plan made for the arrays at hand hashes them.
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			return err
+		}
 		q := s.q.WithTx(tx)
 		due, err := q.CredentialLockDue(ctx, dbsqlc.CredentialLockDueParams{Max: int32(req.Max)})
 		if err != nil || len(due) == 0 {
@@ -280,30 +286,83 @@ type Write struct {
 	PreviousValidFor time.Duration
 }
 
-// WriteCredential stores a new value for a claimed credential: the value, its expiry,
-// generation+1, the previous value while it is valid, the next refresh time and the
-// NOTIFY to API nodes, in one statement fenced on the claim (no later claim took it over)
-// and on the generation the claim read. ErrFenced if either changed. A retry of a write that was committed but whose
-// answer was lost returns that write's generation with replayed set. This is the only place
-// a credential value is written.
+// WriteCredential stores one new value for a claimed credential: WriteCredentials with a
+// batch of one. ErrFenced if the claim was taken over or the generation changed.
 func (s *Store) WriteCredential(ctx context.Context, c Claim, w Write) (generation int64, replayed bool, err error) {
-	keyID, ciphertext, err := s.ring.Seal([]byte(w.Value), valueAD(c.AccountID, c.Kind))
+	out, err := s.WriteCredentials(ctx, []ClaimWrite{{Claim: c, Write: w}})
 	if err != nil {
-		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+		return 0, false, err
 	}
-	row, err := s.q.CredentialWriteFenced(ctx, dbsqlc.CredentialWriteFencedParams{
-		AccountID: c.AccountID, Kind: c.Kind, ClaimSeq: c.ClaimSeq, Generation: c.Generation,
-		ValueCiphertext: ciphertext, ValueKeyID: keyID, ValueFingerprint: Fingerprint(w.Value),
-		ExpiresAt: w.ExpiresAt, RefreshInSeconds: w.RefreshIn.Seconds(),
-		PreviousValidSeconds: w.PreviousValidFor.Seconds(),
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = ErrFenced
+	if out[0].Err != nil {
+		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, out[0].Err)
 	}
+	return out[0].Generation, out[0].Replayed, nil
+}
+
+// ClaimWrite is a newly fetched value and the claim it was fetched under.
+type ClaimWrite struct {
+	Claim Claim
+	Write Write
+}
+
+// WriteOutcome is what became of one value of a batch.
+type WriteOutcome struct {
+	// Generation is the credential's generation holding the value.
+	Generation int64
+	// Replayed is set when an earlier attempt had stored the value and its answer was lost.
+	Replayed bool
+	// Err is ErrFenced when the claim was taken over or the generation changed: nothing was
+	// stored for this credential.
+	Err error
+}
+
+// WriteCredentials stores new values for claimed credentials in one statement: for each, the
+// value, its expiry, generation+1, the previous value while it is valid, the next refresh
+// time, and NOTIFYs to API nodes, each row fenced on its own claim (no later claim took it
+// over) and on the generation that claim read. The outcomes come in the order of writes. An
+// error means the statement failed and nothing of the batch is known to be stored: a retry
+// recognises what was (Replayed). This is the only place a credential value is written.
+func (s *Store) WriteCredentials(ctx context.Context, writes []ClaimWrite) ([]WriteOutcome, error) {
+	var p dbsqlc.CredentialWriteFencedParams
+	for _, cw := range writes {
+		c, w := cw.Claim, cw.Write
+		keyID, ciphertext, err := s.ring.Seal([]byte(w.Value), valueAD(c.AccountID, c.Kind))
+		if err != nil {
+			return nil, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+		}
+		p.AccountIds = append(p.AccountIds, c.AccountID)
+		p.Kinds = append(p.Kinds, c.Kind)
+		p.ClaimSeqs = append(p.ClaimSeqs, c.ClaimSeq)
+		p.Generations = append(p.Generations, c.Generation)
+		p.ValueCiphertexts = append(p.ValueCiphertexts, ciphertext)
+		p.ValueKeyIds = append(p.ValueKeyIds, keyID)
+		p.ValueFingerprints = append(p.ValueFingerprints, Fingerprint(w.Value))
+		p.ExpiresAts = append(p.ExpiresAts, w.ExpiresAt)
+		p.RefreshInSeconds = append(p.RefreshInSeconds, w.RefreshIn.Seconds())
+		p.PreviousValidSeconds = append(p.PreviousValidSeconds, w.PreviousValidFor.Seconds())
+	}
+	rows, err := s.q.CredentialWriteFenced(ctx, p)
 	if err != nil {
-		return 0, false, fmt.Errorf("write %s of %s: %w", c.Kind, c.AppID, err)
+		return nil, fmt.Errorf("write %d credentials: %w", len(writes), err)
 	}
-	return row.Generation, row.Replayed, nil
+	stored := make(map[string]dbsqlc.CredentialWriteFencedRow, len(rows))
+	for _, r := range rows {
+		stored[writeKey(r.AccountID, r.Kind, r.ClaimSeq)] = r
+	}
+	out := make([]WriteOutcome, len(writes))
+	for i, cw := range writes {
+		r, ok := stored[writeKey(cw.Claim.AccountID, cw.Claim.Kind, cw.Claim.ClaimSeq)]
+		if !ok {
+			out[i].Err = ErrFenced
+			continue
+		}
+		out[i] = WriteOutcome{Generation: r.Generation, Replayed: r.Replayed}
+	}
+	return out, nil
+}
+
+func writeKey(accountID int64, kind string, claimSeq int64) string {
+	return fmt.Sprintf("%d/%s/%d", accountID, kind, claimSeq)
 }
 
 // Reschedule ends a claim that produced no new value and sets the next refresh.

@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -54,4 +55,112 @@ func TestARetriedWriteIsRecognisedAndAStaleOneIsFenced(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "second", cur.Value)
 	require.Equal(t, claim.Generation+1, cur.Generation)
+}
+
+// TestABatchFencesEachRowOnItsOwn writes 250 credentials in one statement: most stored, one
+// whose claim another worker took over, one whose generation changed, one retried after its
+// answer was lost. Each gets its own outcome, and the API nodes hear of exactly the stored
+// ones, in notifications small enough for NOTIFY.
+func TestABatchFencesEachRowOnItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.URL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	store := db.NewStore(pool, ring(t, keyA))
+	const n = 250
+	accounts := seed(t, store, n)
+	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now()")
+	require.NoError(t, err)
+	plan := func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 1000}, nil }
+	res, err := store.ClaimDue(ctx, db.ClaimRequest{Worker: "batch", Max: n, Lease: time.Minute, Plan: plan})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, n)
+	byAppID := map[string]db.Claim{}
+	for _, c := range res.Claims {
+		byAppID[c.AppID] = c
+	}
+	takenOver, changed, retried := accounts[10], accounts[20], accounts[30]
+
+	// Another worker takes over one claim (as after this worker's lease ran out).
+	_, err = pool.Exec(ctx, "UPDATE credentials SET claim_seq = claim_seq + 1 WHERE account_id = $1", takenOver.ID)
+	require.NoError(t, err)
+	// Another value was stored for one credential since it was claimed.
+	_, err = pool.Exec(ctx, "UPDATE credentials SET generation = generation + 1 WHERE account_id = $1", changed.ID)
+	require.NoError(t, err)
+	// One write was committed before, and its answer lost.
+	retriedWrite := db.Write{Value: "v-" + retried.AppID, ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute}
+	_, _, err = store.WriteCredential(ctx, byAppID[retried.AppID], retriedWrite)
+	require.NoError(t, err)
+
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN wxhub_changes")
+	require.NoError(t, err)
+
+	writes := make([]db.ClaimWrite, n)
+	for i, a := range accounts {
+		writes[i] = db.ClaimWrite{Claim: byAppID[a.AppID], Write: db.Write{Value: "v-" + a.AppID,
+			ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute}}
+	}
+	out, err := store.WriteCredentials(ctx, writes)
+	require.NoError(t, err)
+	require.Len(t, out, n)
+	for i, a := range accounts {
+		claim := byAppID[a.AppID]
+		switch a.ID {
+		case takenOver.ID, changed.ID:
+			require.ErrorIs(t, out[i].Err, db.ErrFenced, a.AppID)
+		case retried.ID:
+			require.NoError(t, out[i].Err)
+			require.True(t, out[i].Replayed, "the retried write is recognised")
+			require.Equal(t, claim.Generation+1, out[i].Generation)
+		default:
+			require.NoError(t, out[i].Err, a.AppID)
+			require.False(t, out[i].Replayed)
+			require.Equal(t, claim.Generation+1, out[i].Generation)
+		}
+		cur, err := store.GetCredential(ctx, a.ID, "access_token")
+		require.NoError(t, err)
+		if a.ID == takenOver.ID || a.ID == changed.ID {
+			require.Equal(t, "token-"+a.AppID, cur.Value, "a fenced row keeps its value")
+			var leased bool
+			require.NoError(t, pool.QueryRow(ctx, "SELECT claimed_until > now() FROM credentials WHERE account_id = $1",
+				a.ID).Scan(&leased))
+			require.True(t, leased, "and the claim that took it over stands")
+			continue
+		}
+		require.Equal(t, "v-"+a.AppID, cur.Value)
+	}
+
+	// 247 stored rows: notifications of at most 100 credentials each, listing every stored
+	// credential once and nothing else.
+	notified := map[int64]int64{}
+	for range 3 {
+		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := conn.Conn().WaitForNotification(waitCtx)
+		cancel()
+		require.NoError(t, err)
+		require.Less(t, len(msg.Payload), 8000)
+		var payload struct{ Credentials [][3]any }
+		require.NoError(t, json.Unmarshal([]byte(msg.Payload), &payload))
+		require.LessOrEqual(t, len(payload.Credentials), 100)
+		for _, c := range payload.Credentials {
+			require.Equal(t, "access_token", c[1])
+			notified[int64(c[0].(float64))] = int64(c[2].(float64))
+		}
+	}
+	require.Len(t, notified, n-3)
+	for _, a := range accounts {
+		if a.ID == takenOver.ID || a.ID == changed.ID || a.ID == retried.ID {
+			require.NotContains(t, notified, a.ID)
+			continue
+		}
+		require.Equal(t, byAppID[a.AppID].Generation+1, notified[a.ID])
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = conn.Conn().WaitForNotification(waitCtx)
+	require.Error(t, err, "no fourth notification")
 }

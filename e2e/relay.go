@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ type Relay struct {
 	holdStatements atomic.Bool
 	held           atomic.Int64
 	heldMu         sync.Mutex
-	heldWrites     map[*relayConn]HeldWrite
+	heldWrites     map[*relayConn][]HeldWrite
 	// lateStored and lateRefused count the answers to held statements once released: a row
 	// (stored, or recognised as a retry) or none (refused by the statement's own fence).
 	lateStored, lateRefused atomic.Int64
@@ -52,8 +53,9 @@ type relayConn struct {
 	// answer is dropped and the connection reset.
 	cutNextAnswer atomic.Bool
 	// heldAnswer is set when a held statement was released: the server's answer to it is
-	// counted.
+	// counted, against heldRows, the number of credentials it writes.
 	heldAnswer atomic.Bool
+	heldRows   atomic.Int64
 	frontend   frontendParser
 }
 
@@ -79,7 +81,7 @@ func NewRelay(target, marker string) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{ln: ln, target: target, marker: marker, conns: map[*relayConn]struct{}{}, heldWrites: map[*relayConn]HeldWrite{}}
+	r := &Relay{ln: ln, target: target, marker: marker, conns: map[*relayConn]struct{}{}, heldWrites: map[*relayConn][]HeldWrite{}}
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
@@ -218,17 +220,18 @@ type HeldWrite struct {
 	Kind      string
 }
 
-// Parameters of the credential write (CredentialWriteFenced, 0-based) that name the
-// credential; relay_test.go checks them against the real statement.
-const writeAccountParam, writeKindParam = 6, 7
+// Parameters of the credential write (CredentialWriteFenced, 0-based): the arrays of the
+// account ids and kinds of the credentials a batch writes; relay_test.go checks them
+// against the real statement.
+const writeAccountParam, writeKindParam = 0, 1
 
 // HeldWrites lists the credentials of the executions held now.
 func (r *Relay) HeldWrites() []HeldWrite {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
 	out := make([]HeldWrite, 0, len(r.heldWrites))
-	for _, w := range r.heldWrites {
-		out = append(out, w)
+	for _, ws := range r.heldWrites {
+		out = append(out, ws...)
 	}
 	return out
 }
@@ -239,17 +242,16 @@ func (r *Relay) hold(c *relayConn, bind []byte) {
 	}
 	r.held.Add(1)
 	defer r.held.Add(-1)
-	if params, ok := bindParams(bind); ok && len(params) > writeKindParam {
-		if id, ok := params[writeAccountParam].int64(); ok {
+	if writes, ok := heldWrites(bind); ok {
+		c.heldRows.Store(int64(len(writes)))
+		r.heldMu.Lock()
+		r.heldWrites[c] = writes
+		r.heldMu.Unlock()
+		defer func() {
 			r.heldMu.Lock()
-			r.heldWrites[c] = HeldWrite{AccountID: id, Kind: string(params[writeKindParam].value)}
+			delete(r.heldWrites, c)
 			r.heldMu.Unlock()
-			defer func() {
-				r.heldMu.Lock()
-				delete(r.heldWrites, c)
-				r.heldMu.Unlock()
-			}()
-		}
+		}()
 	}
 	for r.holdStatements.Load() && !c.done.Load() {
 		time.Sleep(20 * time.Millisecond)
@@ -257,28 +259,53 @@ func (r *Relay) hold(c *relayConn, bind []byte) {
 	c.heldAnswer.Store(true)
 }
 
-// Tags of the server's CommandComplete for the credential write: one row came back (stored,
-// or a retry recognised), or none (fenced).
-var (
-	oneRow = []byte("SELECT 1\x00")
-	noRow  = []byte("SELECT 0\x00")
-)
+// heldWrites decodes the credentials a credential write's Bind names, from its binary
+// arrays of account ids and kinds.
+func heldWrites(bind []byte) ([]HeldWrite, bool) {
+	params, ok := bindParams(bind)
+	if !ok || len(params) <= writeKindParam {
+		return nil, false
+	}
+	ids, ok := params[writeAccountParam].array()
+	if !ok {
+		return nil, false
+	}
+	kinds, ok := params[writeKindParam].array()
+	if !ok || len(kinds) != len(ids) {
+		return nil, false
+	}
+	writes := make([]HeldWrite, len(ids))
+	for i := range ids {
+		if len(ids[i]) != 8 {
+			return nil, false
+		}
+		writes[i] = HeldWrite{AccountID: int64(binary.BigEndian.Uint64(ids[i])), Kind: string(kinds[i])}
+	}
+	return writes, true
+}
+
+// commandComplete matches the tag of the server's CommandComplete for the credential write:
+// a row per credential stored (or recognised as a retry); the rest were refused by their
+// fence.
+var commandComplete = regexp.MustCompile(`SELECT (\d+)\x00`)
 
 // countLateAnswer counts the server's answer to a released held statement.
 func (r *Relay) countLateAnswer(c *relayConn, chunk []byte) {
-	switch {
-	case bytes.Contains(chunk, noRow):
-		r.lateRefused.Add(1)
-	case bytes.Contains(chunk, oneRow):
-		r.lateStored.Add(1)
-	default:
+	m := commandComplete.FindSubmatch(chunk)
+	if m == nil {
 		return
 	}
+	stored, err := strconv.ParseInt(string(m[1]), 10, 64)
+	if err != nil {
+		return
+	}
+	r.lateStored.Add(stored)
+	r.lateRefused.Add(max(0, c.heldRows.Load()-stored))
 	c.heldAnswer.Store(false)
 }
 
-// LateAnswers returns how many held statements, once released, stored a row and how many
-// were refused by their fence.
+// LateAnswers returns how many credentials the held statements, once released, stored and
+// how many their fences refused.
 func (r *Relay) LateAnswers() (stored, refused int64) {
 	return r.lateStored.Load(), r.lateRefused.Load()
 }
@@ -290,16 +317,40 @@ type bindParam struct {
 	binary bool
 }
 
-// int64 decodes an integer parameter, binary (int8) or text.
-func (p bindParam) int64() (int64, bool) {
-	if p.binary {
-		if len(p.value) != 8 {
-			return 0, false
-		}
-		return int64(binary.BigEndian.Uint64(p.value)), true
+// array decodes a one-dimensional array parameter in binary format (the header: dimensions,
+// null flag, element type, then per dimension its length and lower bound; then each element
+// as a length and its bytes) into its elements.
+func (p bindParam) array() ([][]byte, bool) {
+	b := p.value
+	if !p.binary || len(b) < 12 {
+		return nil, false
 	}
-	n, err := strconv.ParseInt(string(p.value), 10, 64)
-	return n, err == nil
+	switch dims := binary.BigEndian.Uint32(b); dims {
+	case 0:
+		return nil, true
+	case 1:
+	default:
+		return nil, false
+	}
+	if len(b) < 20 {
+		return nil, false
+	}
+	n := int(int32(binary.BigEndian.Uint32(b[12:])))
+	b = b[20:]
+	elems := make([][]byte, 0, n)
+	for range n {
+		if len(b) < 4 {
+			return nil, false
+		}
+		size := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if size < 0 || size > len(b) {
+			return nil, false
+		}
+		elems = append(elems, b[:size])
+		b = b[size:]
+	}
+	return elems, true
 }
 
 // bindParams parses the parameters of a Bind message's body: portal and statement names,

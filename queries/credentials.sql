@@ -149,30 +149,39 @@ FROM next_day
 WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now());
 
--- name: CredentialWriteFenced :one
--- CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
--- the value it replaces kept as the previous one while WeChat still accepts it, the next
--- refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
--- It succeeds only while the claim is still the worker's own (no later claim took it over)
--- and the generation is still the one it read, so a worker that lost its claim changes
--- nothing; a retry of its own committed write returns that write (replayed). The next
--- refresh time is also the earliest time a replacement may be fetched (replace_not_before),
--- and any orphan hold ends: the stored value is WeChat's newest. A new access token also
--- wakes the account's tickets that wait for a first one, and any write clears a failing
--- status.
-WITH written AS (
-    UPDATE credentials
-    SET previous_ciphertext  = CASE WHEN expires_at > now() THEN value_ciphertext END,
-        previous_key_id      = CASE WHEN expires_at > now() THEN value_key_id END,
-        previous_expires_at  = CASE WHEN expires_at > now()
-            THEN least(expires_at, now() + make_interval(secs => @previous_valid_seconds::float8)) END,
-        value_ciphertext     = @value_ciphertext,
-        value_key_id         = @value_key_id::text,
-        value_fingerprint    = @value_fingerprint::text,
-        expires_at           = @expires_at::timestamptz,
-        generation           = generation + 1,
-        refresh_at           = now() + make_interval(secs => @refresh_in_seconds::float8),
-        replace_not_before   = now() + make_interval(secs => @refresh_in_seconds::float8),
+-- name: CredentialWriteFenced :many
+-- CredentialWriteFenced stores newly fetched values, a batch of credentials in one statement
+-- and so one transaction: for each, the value, its expiry, generation+1, the value it
+-- replaces kept as the previous one while WeChat still accepts it, and the next refresh
+-- time; then one NOTIFY to API nodes per hundred credentials written (a payload stays far
+-- below NOTIFY's 8000 bytes). Each row is fenced on its own: it is stored only while its
+-- claim is still the worker's own (no later claim took it over) and its generation is still
+-- the one the claim read, so a worker that lost a claim changes nothing there. A row comes
+-- back for each value stored, and for each retry of a write that was committed but whose
+-- answer was lost (replayed); a credential without a row was fenced. The next refresh time
+-- is also the earliest time a replacement may be fetched (replace_not_before), and any
+-- orphan hold ends: the stored value is WeChat's newest. A new access token also wakes the
+-- account's tickets that wait for a first one, and any write clears a failing status.
+WITH input AS (
+    SELECT unnest(@account_ids::bigint[]) AS account_id, unnest(@kinds::text[]) AS kind,
+           unnest(@claim_seqs::bigint[]) AS claim_seq, unnest(@generations::bigint[]) AS generation,
+           unnest(@value_ciphertexts::bytea[]) AS value_ciphertext, unnest(@value_key_ids::text[]) AS value_key_id,
+           unnest(@value_fingerprints::text[]) AS value_fingerprint, unnest(@expires_ats::timestamptz[]) AS expires_at,
+           unnest(@refresh_in_seconds::float8[]) AS refresh_in_seconds,
+           unnest(@previous_valid_seconds::float8[]) AS previous_valid_seconds
+), written AS (
+    UPDATE credentials c
+    SET previous_ciphertext  = CASE WHEN c.expires_at > now() THEN c.value_ciphertext END,
+        previous_key_id      = CASE WHEN c.expires_at > now() THEN c.value_key_id END,
+        previous_expires_at  = CASE WHEN c.expires_at > now()
+            THEN least(c.expires_at, now() + make_interval(secs => i.previous_valid_seconds)) END,
+        value_ciphertext     = i.value_ciphertext,
+        value_key_id         = i.value_key_id,
+        value_fingerprint    = i.value_fingerprint,
+        expires_at           = i.expires_at,
+        generation           = c.generation + 1,
+        refresh_at           = now() + make_interval(secs => i.refresh_in_seconds),
+        replace_not_before   = now() + make_interval(secs => i.refresh_in_seconds),
         orphan_hold_until    = NULL,
         claimed_by           = NULL,
         claimed_until        = NULL,
@@ -181,11 +190,12 @@ WITH written AS (
         last_error_code      = NULL,
         last_error_message   = NULL,
         last_refreshed_at    = now()
-    WHERE credentials.account_id = @account_id
-      AND credentials.kind = @kind
-      AND credentials.claim_seq = @claim_seq
-      AND credentials.generation = @generation
-    RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.expires_at
+    FROM input i
+    WHERE c.account_id = i.account_id
+      AND c.kind = i.kind
+      AND c.claim_seq = i.claim_seq
+      AND c.generation = i.generation
+    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at
 ), woken AS (
     UPDATE credentials d
     SET refresh_at = now(), replace_not_before = now()
@@ -201,24 +211,26 @@ WITH written AS (
     FROM written
     WHERE a.id = written.account_id
       AND a.status = 'failing'
+), notified AS (
+    SELECT pg_notify('wxhub_changes', json_build_object('credentials',
+               json_agg(json_build_array(n.account_id, n.kind, n.generation)))::text)
+    FROM (SELECT w.account_id, w.kind, w.generation, (row_number() OVER () - 1) / 100 AS chunk
+          FROM written w) n
+    GROUP BY n.chunk
 )
-SELECT written.generation, written.expires_at,
-       pg_notify('wxhub_changes', json_build_object(
-           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified,
-       false AS replayed
-FROM written
+SELECT w.account_id, w.kind, w.claim_seq, w.generation, w.expires_at, false AS replayed
+FROM written w
+WHERE (SELECT count(*) FROM notified) > 0
 UNION ALL
--- A retry of a write that was committed but whose answer was lost with the connection finds
--- its own value already stored as the next generation under its own claim: that is success,
--- not a lost race.
-SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
-FROM credentials c
-WHERE c.account_id = @account_id
-  AND c.kind = @kind
-  AND c.claim_seq = @claim_seq
-  AND c.generation - 1 = @generation
-  AND c.value_fingerprint = @value_fingerprint::text
-  AND NOT EXISTS (SELECT 1 FROM written);
+-- Every statement of the batch sees the rows as they were before it, so a credential found
+-- one generation past the one its claim read, under the same claim and with the same value,
+-- was stored by an earlier attempt of this very write.
+SELECT c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at, true AS replayed
+FROM input i
+JOIN credentials c ON c.account_id = i.account_id AND c.kind = i.kind
+WHERE c.claim_seq = i.claim_seq
+  AND c.generation - 1 = i.generation
+  AND c.value_fingerprint = i.value_fingerprint;
 
 -- name: CredentialReschedule :execrows
 -- CredentialReschedule ends a claim without a new value (WeChat returned the value already

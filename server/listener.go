@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -16,12 +17,34 @@ import (
 const Channel = "wxhub_changes"
 
 // change is a notification's payload: a credential's new generation, an account change
-// (kind "account"), or a revoked API key.
+// (kind "account"), a revoked API key, or the credentials a batch of writes changed.
 type change struct {
-	AccountID  int64  `json:"account_id"`
-	Kind       string `json:"kind"`
-	Generation int64  `json:"generation"`
-	APIKey     string `json:"api_key"`
+	AccountID   int64             `json:"account_id"`
+	Kind        string            `json:"kind"`
+	Generation  int64             `json:"generation"`
+	APIKey      string            `json:"api_key"`
+	Credentials []credentialWrite `json:"credentials"`
+}
+
+// credentialWrite is one credential of a batch notification, sent as the array
+// [account_id, kind, generation] to keep the payload short.
+type credentialWrite struct {
+	AccountID  int64
+	Kind       string
+	Generation int64
+}
+
+// UnmarshalJSON reads the array form.
+func (w *credentialWrite) UnmarshalJSON(b []byte) error {
+	var fields []json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	if len(fields) != 3 {
+		return fmt.Errorf("credential change has %d fields, want 3", len(fields))
+	}
+	return errors.Join(json.Unmarshal(fields[0], &w.AccountID), json.Unmarshal(fields[1], &w.Kind),
+		json.Unmarshal(fields[2], &w.Generation))
 }
 
 // Listener keeps one connection of its own LISTENing (not from the pool, so it can bypass a
@@ -122,6 +145,9 @@ func (l *Listener) dispatch(payload string) {
 	if err := json.Unmarshal([]byte(payload), &c); err != nil {
 		l.log.Warn("unreadable notification", "err", err)
 		return
+	}
+	for _, w := range c.Credentials {
+		l.cache.credentialChanged(w.AccountID, w.Kind, w.Generation)
 	}
 	switch {
 	case c.APIKey != "":

@@ -12,6 +12,9 @@ type metrics struct {
 	overQuota prometheus.Counter
 	due       prometheus.Gauge
 	calling   prometheus.Gauge
+	// writeBatches and writeSeconds describe the statements that store fetched values.
+	writeBatches prometheus.Histogram
+	writeSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,8 +48,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wxhub_worker_upstream_in_flight",
 			Help: "WeChat credential calls waiting for their answer.",
 		}),
+		writeBatches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wxhub_worker_write_batch_rows",
+			Help:    "Fetched values stored per statement.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+		}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wxhub_worker_write_seconds",
+			Help:    "Duration of the statements that store fetched values, commit included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due, m.calling} {
+	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due, m.calling,
+		m.writeBatches, m.writeSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

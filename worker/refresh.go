@@ -77,13 +77,13 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		w.metrics.refreshes.WithLabelValues(c.Kind, "unchanged").Inc()
 		return
 	}
-	w.write(ctx, c, r, tok.Value, expiresAt, start)
+	w.write(c, r, tok.Value, expiresAt, start)
 }
 
 // write stores a fetched value. If the database is unreachable it keeps trying while the
 // value is inside its overlap window, because until then the value it replaces still works;
 // after that it gives up and the claim's lease lets the next claim fetch again.
-func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value string, expiresAt, fetched time.Time) {
+func (w *Worker) write(c db.Claim, r refresher, value string, expiresAt, fetched time.Time) {
 	deadline := fetched.Add(w.cfg.Overlap)
 	fraction := 0.75 + 0.1*rand.Float64()
 	for attempt := 1; ; attempt++ {
@@ -96,10 +96,7 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			// A stable token replaced in the window stays valid until its own expiry.
 			wr.PreviousValidFor = 24 * time.Hour
 		}
-		// A bounded attempt: a half-open connection must not outlast the overlap.
-		writeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		generation, replayed, err := w.store.WriteCredential(writeCtx, c, wr)
-		cancel()
+		generation, replayed, err := w.writer.write(c, wr)
 		if err == nil && replayed {
 			// An earlier attempt was committed but its answer was lost with the connection.
 			w.metrics.refreshes.WithLabelValues(c.Kind, "refreshed").Inc()
@@ -121,7 +118,7 @@ func (w *Worker) write(ctx context.Context, c db.Claim, r refresher, value strin
 			w.log.Warn("the claim was taken over by another worker; value discarded", "appid", c.AppID, "credential", c.Kind)
 			return
 		}
-		if time.Now().After(deadline) {
+		if errors.Is(err, errWriterStopped) || time.Now().After(deadline) {
 			w.metrics.refreshes.WithLabelValues(c.Kind, "write_failed").Inc()
 			w.log.Error("could not store the fetched value within the overlap; the next claim fetches again",
 				"appid", c.AppID, "credential", c.Kind, "attempts", attempt, "err", err)

@@ -21,8 +21,15 @@ import (
 type Config struct {
 	// ID names the worker in claims and logs [hostname-pid].
 	ID string
-	// Concurrency is how many refreshes run at once [32].
+	// Concurrency is how many refreshes run at once [256].
 	Concurrency int
+	// WriteBatch is the most fetched values stored in one statement [256].
+	WriteBatch int
+	// WriteDelay is how long a batch waits for more values after its first one [2ms].
+	WriteDelay time.Duration
+	// WriteConns is how many batches are stored at once, each on its own database connection
+	// [2].
+	WriteConns int
 	// PollInterval is how often the worker looks for due credentials when idle [1s].
 	PollInterval time.Duration
 	// Lease is how long a claim holds before another worker may take the credential over
@@ -56,7 +63,10 @@ func (c Config) withDefaults() Config {
 		host, _ := os.Hostname()
 		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	setDefault(&c.Concurrency, 32)
+	setDefault(&c.Concurrency, 256)
+	setDefault(&c.WriteBatch, 256)
+	setDefault(&c.WriteDelay, 2*time.Millisecond)
+	setDefault(&c.WriteConns, 2)
 	setDefault(&c.PollInterval, time.Second)
 	setDefault(&c.Lease, 60*time.Second)
 	setDefault(&c.CallTimeout, 10*time.Second)
@@ -89,6 +99,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	writer  *batchWriter
 }
 
 // New returns a worker that claims from store and calls WeChat through client.
@@ -101,7 +112,8 @@ func New(store *db.Store, client *wechat.Client, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{store: store, wechat: client, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), metrics: m}, nil
+	return &Worker{store: store, wechat: client, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), metrics: m,
+		writer: newBatchWriter(store, cfg.WriteBatch, cfg.WriteDelay, m)}, nil
 }
 
 // Run claims and refreshes due credentials until ctx ends. Then it claims nothing more and
@@ -110,7 +122,19 @@ func New(store *db.Store, client *wechat.Client, cfg Config) (*Worker, error) {
 // running after the grace period is abandoned; its lease expires and another worker
 // takes it.
 func (w *Worker) Run(ctx context.Context) error {
-	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease)
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease, "write_batch", w.cfg.WriteBatch)
+	// The writer outlives the claim loop: refreshes still in flight at shutdown store their
+	// values through it.
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		w.writer.run(writerCtx, w.cfg.WriteConns)
+	}()
+	defer func() {
+		stopWriter()
+		<-writerDone
+	}()
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup

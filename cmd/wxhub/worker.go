@@ -28,7 +28,10 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	baseURL := fs.String("wechat-base-url", envOr("WXHUB_WECHAT_BASE_URL", "https://api.weixin.qq.com"), "WeChat API base URL (env WXHUB_WECHAT_BASE_URL)")
 	cfg := worker.Config{}
 	fs.StringVar(&cfg.ID, "id", "", "worker name in claims and logs (default hostname-pid)")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "refreshes in flight at once")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 256, "refreshes in flight at once")
+	fs.IntVar(&cfg.WriteBatch, "write-batch", 256, "most fetched values stored in one statement")
+	fs.DurationVar(&cfg.WriteDelay, "write-delay", 2*time.Millisecond, "how long a batch of fetched values waits for more after its first")
+	fs.IntVar(&cfg.WriteConns, "write-conns", 2, "batches of fetched values stored at once")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", time.Second, "how often to look for due credentials when idle")
 	fs.DurationVar(&cfg.Lease, "lease", 60*time.Second, "how long a claim holds before another worker may take it over")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", 10*time.Second, "timeout of one WeChat call")
@@ -53,6 +56,9 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if cfg.Concurrency < 1 || cfg.QuotaReserve < 0 || cfg.QuotaReserve >= 1 {
 		return fmt.Errorf("%w: need --concurrency >= 1 and 0 <= --quota-reserve < 1", errUsage)
+	}
+	if cfg.WriteBatch < 1 || cfg.WriteConns < 1 || cfg.WriteDelay <= 0 {
+		return fmt.Errorf("%w: need --write-batch >= 1, --write-conns >= 1 and --write-delay > 0", errUsage)
 	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {

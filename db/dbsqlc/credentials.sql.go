@@ -759,20 +759,27 @@ func (q *Queries) CredentialUnschedule(ctx context.Context, accountIds []int64) 
 	return err
 }
 
-const credentialWriteFenced = `-- name: CredentialWriteFenced :one
-WITH written AS (
-    UPDATE credentials
-    SET previous_ciphertext  = CASE WHEN expires_at > now() THEN value_ciphertext END,
-        previous_key_id      = CASE WHEN expires_at > now() THEN value_key_id END,
-        previous_expires_at  = CASE WHEN expires_at > now()
-            THEN least(expires_at, now() + make_interval(secs => $1::float8)) END,
-        value_ciphertext     = $2,
-        value_key_id         = $3::text,
-        value_fingerprint    = $4::text,
-        expires_at           = $5::timestamptz,
-        generation           = generation + 1,
-        refresh_at           = now() + make_interval(secs => $6::float8),
-        replace_not_before   = now() + make_interval(secs => $6::float8),
+const credentialWriteFenced = `-- name: CredentialWriteFenced :many
+WITH input AS (
+    SELECT unnest($1::bigint[]) AS account_id, unnest($2::text[]) AS kind,
+           unnest($3::bigint[]) AS claim_seq, unnest($4::bigint[]) AS generation,
+           unnest($5::bytea[]) AS value_ciphertext, unnest($6::text[]) AS value_key_id,
+           unnest($7::text[]) AS value_fingerprint, unnest($8::timestamptz[]) AS expires_at,
+           unnest($9::float8[]) AS refresh_in_seconds,
+           unnest($10::float8[]) AS previous_valid_seconds
+), written AS (
+    UPDATE credentials c
+    SET previous_ciphertext  = CASE WHEN c.expires_at > now() THEN c.value_ciphertext END,
+        previous_key_id      = CASE WHEN c.expires_at > now() THEN c.value_key_id END,
+        previous_expires_at  = CASE WHEN c.expires_at > now()
+            THEN least(c.expires_at, now() + make_interval(secs => i.previous_valid_seconds)) END,
+        value_ciphertext     = i.value_ciphertext,
+        value_key_id         = i.value_key_id,
+        value_fingerprint    = i.value_fingerprint,
+        expires_at           = i.expires_at,
+        generation           = c.generation + 1,
+        refresh_at           = now() + make_interval(secs => i.refresh_in_seconds),
+        replace_not_before   = now() + make_interval(secs => i.refresh_in_seconds),
         orphan_hold_until    = NULL,
         claimed_by           = NULL,
         claimed_until        = NULL,
@@ -781,11 +788,12 @@ WITH written AS (
         last_error_code      = NULL,
         last_error_message   = NULL,
         last_refreshed_at    = now()
-    WHERE credentials.account_id = $7
-      AND credentials.kind = $8
-      AND credentials.claim_seq = $9
-      AND credentials.generation = $10
-    RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.expires_at
+    FROM input i
+    WHERE c.account_id = i.account_id
+      AND c.kind = i.kind
+      AND c.claim_seq = i.claim_seq
+      AND c.generation = i.generation
+    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at
 ), woken AS (
     UPDATE credentials d
     SET refresh_at = now(), replace_not_before = now()
@@ -801,75 +809,96 @@ WITH written AS (
     FROM written
     WHERE a.id = written.account_id
       AND a.status = 'failing'
+), notified AS (
+    SELECT pg_notify('wxhub_changes', json_build_object('credentials',
+               json_agg(json_build_array(n.account_id, n.kind, n.generation)))::text)
+    FROM (SELECT w.account_id, w.kind, w.generation, (row_number() OVER () - 1) / 100 AS chunk
+          FROM written w) n
+    GROUP BY n.chunk
 )
-SELECT written.generation, written.expires_at,
-       pg_notify('wxhub_changes', json_build_object(
-           'account_id', written.account_id, 'kind', written.kind, 'generation', written.generation)::text)::text AS notified,
-       false AS replayed
-FROM written
+SELECT w.account_id, w.kind, w.claim_seq, w.generation, w.expires_at, false AS replayed
+FROM written w
+WHERE (SELECT count(*) FROM notified) > 0
 UNION ALL
-SELECT c.generation, c.expires_at, '' AS notified, true AS replayed
-FROM credentials c
-WHERE c.account_id = $7
-  AND c.kind = $8
-  AND c.claim_seq = $9
-  AND c.generation - 1 = $10
-  AND c.value_fingerprint = $4::text
-  AND NOT EXISTS (SELECT 1 FROM written)
+SELECT c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at, true AS replayed
+FROM input i
+JOIN credentials c ON c.account_id = i.account_id AND c.kind = i.kind
+WHERE c.claim_seq = i.claim_seq
+  AND c.generation - 1 = i.generation
+  AND c.value_fingerprint = i.value_fingerprint
 `
 
 type CredentialWriteFencedParams struct {
-	PreviousValidSeconds float64
-	ValueCiphertext      []byte
-	ValueKeyID           string
-	ValueFingerprint     string
-	ExpiresAt            time.Time
-	RefreshInSeconds     float64
-	AccountID            int64
-	Kind                 string
-	ClaimSeq             int64
-	Generation           int64
+	AccountIds           []int64
+	Kinds                []string
+	ClaimSeqs            []int64
+	Generations          []int64
+	ValueCiphertexts     [][]byte
+	ValueKeyIds          []string
+	ValueFingerprints    []string
+	ExpiresAts           []time.Time
+	RefreshInSeconds     []float64
+	PreviousValidSeconds []float64
 }
 
 type CredentialWriteFencedRow struct {
+	AccountID  int64
+	Kind       string
+	ClaimSeq   int64
 	Generation int64
 	ExpiresAt  *time.Time
-	Notified   string
 	Replayed   bool
 }
 
-// CredentialWriteFenced stores a newly fetched value: the value, its expiry, generation+1,
-// the value it replaces kept as the previous one while WeChat still accepts it, the next
-// refresh time, and the NOTIFY to API nodes, all in one statement and so one transaction.
-// It succeeds only while the claim is still the worker's own (no later claim took it over)
-// and the generation is still the one it read, so a worker that lost its claim changes
-// nothing; a retry of its own committed write returns that write (replayed). The next
-// refresh time is also the earliest time a replacement may be fetched (replace_not_before),
-// and any orphan hold ends: the stored value is WeChat's newest. A new access token also
-// wakes the account's tickets that wait for a first one, and any write clears a failing
-// status.
-// A retry of a write that was committed but whose answer was lost with the connection finds
-// its own value already stored as the next generation under its own claim: that is success,
-// not a lost race.
-func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWriteFencedParams) (CredentialWriteFencedRow, error) {
-	row := q.db.QueryRow(ctx, credentialWriteFenced,
-		arg.PreviousValidSeconds,
-		arg.ValueCiphertext,
-		arg.ValueKeyID,
-		arg.ValueFingerprint,
-		arg.ExpiresAt,
+// CredentialWriteFenced stores newly fetched values, a batch of credentials in one statement
+// and so one transaction: for each, the value, its expiry, generation+1, the value it
+// replaces kept as the previous one while WeChat still accepts it, and the next refresh
+// time; then one NOTIFY to API nodes per hundred credentials written (a payload stays far
+// below NOTIFY's 8000 bytes). Each row is fenced on its own: it is stored only while its
+// claim is still the worker's own (no later claim took it over) and its generation is still
+// the one the claim read, so a worker that lost a claim changes nothing there. A row comes
+// back for each value stored, and for each retry of a write that was committed but whose
+// answer was lost (replayed); a credential without a row was fenced. The next refresh time
+// is also the earliest time a replacement may be fetched (replace_not_before), and any
+// orphan hold ends: the stored value is WeChat's newest. A new access token also wakes the
+// account's tickets that wait for a first one, and any write clears a failing status.
+// Every statement of the batch sees the rows as they were before it, so a credential found
+// one generation past the one its claim read, under the same claim and with the same value,
+// was stored by an earlier attempt of this very write.
+func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWriteFencedParams) ([]CredentialWriteFencedRow, error) {
+	rows, err := q.db.Query(ctx, credentialWriteFenced,
+		arg.AccountIds,
+		arg.Kinds,
+		arg.ClaimSeqs,
+		arg.Generations,
+		arg.ValueCiphertexts,
+		arg.ValueKeyIds,
+		arg.ValueFingerprints,
+		arg.ExpiresAts,
 		arg.RefreshInSeconds,
-		arg.AccountID,
-		arg.Kind,
-		arg.ClaimSeq,
-		arg.Generation,
+		arg.PreviousValidSeconds,
 	)
-	var i CredentialWriteFencedRow
-	err := row.Scan(
-		&i.Generation,
-		&i.ExpiresAt,
-		&i.Notified,
-		&i.Replayed,
-	)
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CredentialWriteFencedRow{}
+	for rows.Next() {
+		var i CredentialWriteFencedRow
+		if err := rows.Scan(
+			&i.AccountID,
+			&i.Kind,
+			&i.ClaimSeq,
+			&i.Generation,
+			&i.ExpiresAt,
+			&i.Replayed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
