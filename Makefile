@@ -16,13 +16,15 @@ run:
 # Every package with the race detector against a throwaway PostgreSQL the tests start
 # themselves (e2e's fault relay too, with -short skipping the campaign), then one round of
 # the end-to-end fault campaign on its own, without the race detector's slowdown, so that
-# its processes keep realistic timing. Per-test RUN/PAUSE/CONT lines and passing subtests
-# are left out of the output.
+# its processes keep realistic timing; then the refresh benchmark in its quick mode (10,000
+# credentials, one round, no figure asserted), so it cannot rot. Per-test RUN/PAUSE/CONT
+# lines and passing subtests are left out of the output.
 TESTFILTER := grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]+--- PASS)'
 test:
 	go test -race -count=1 -v $$(go list ./... | grep -v '/e2e$$') 2>&1 | $(TESTFILTER)
 	go test -race -count=1 -short -v ./e2e 2>&1 | $(TESTFILTER)
 	go test -count=1 -v -timeout 30m -run TestCampaign ./e2e 2>&1 | $(TESTFILTER)
+	go run ./bench -quick
 
 # Every fuzz target for a few seconds beyond its seed corpus (the seeds run in `make test`).
 # For a real search, run one target for longer: go test -run XXX -fuzz '^FuzzName$$' -fuzztime 60s ./pkg

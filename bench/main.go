@@ -296,7 +296,6 @@ func (b *bench) exec(ctx context.Context, database string, statements ...string)
 
 // workers runs w workers with the binary's defaults until every credential holds a value.
 func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool, profilePath string) (time.Duration, error) {
-	b.sim.Reset()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -369,7 +368,7 @@ const floorWrite = `UPDATE credentials SET value_ciphertext = '\x01', value_key_
 // floorPerRow is the old write path's floor: each credential its own transaction of one
 // UPDATE with its pg_notify, from conns connections.
 func floorPerRow(ctx context.Context, url string, conns int) (time.Duration, error) {
-	return floor(ctx, url, conns, 1, floorWrite+` WHERE account_id = $1[1] AND kind = 'access_token'
+	return floor(ctx, url, conns, 1, floorWrite+` WHERE account_id = ($1::bigint[])[1] AND kind = 'access_token'
 		RETURNING pg_notify('wxhub_changes', json_build_object('account_id', account_id, 'kind', kind, 'generation', generation)::text)`)
 }
 

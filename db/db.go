@@ -16,6 +16,13 @@ var ErrNoDatabaseURL = errors.New("no database URL: set --database-url or DATABA
 // Open connects a pool to databaseURL and checks that the server answers, since a pool
 // connects lazily and a wrong URL would otherwise surface on the first request.
 func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	return OpenFor(ctx, databaseURL, "")
+}
+
+// OpenFor is Open for a named part of wxhub: its connections carry application as their
+// application_name (unless the URL names one), so a DBA sees in pg_stat_activity which
+// process holds what.
+func OpenFor(ctx context.Context, databaseURL, application string) (*pgxpool.Pool, error) {
 	if databaseURL == "" {
 		return nil, ErrNoDatabaseURL
 	}
@@ -23,6 +30,9 @@ func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	if err != nil {
 		// pgx's parse errors can echo the URL, password included, so they stay out.
 		return nil, errors.New("open database: the database URL is not valid")
+	}
+	if _, named := cfg.ConnConfig.RuntimeParams["application_name"]; !named && application != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = application
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -265,3 +265,19 @@ func requireConstraint(t *testing.T, err error, constraint string) {
 	require.True(t, errors.As(err, &pgErr), "want a violation of %s, got %v", constraint, err)
 	require.Equal(t, constraint, pgErr.ConstraintName, pgErr.Message)
 }
+
+func TestConnectionsCarryTheNameOfTheirProcess(t *testing.T) {
+	t.Parallel()
+	url := dbtest.URL(t)
+	for _, tc := range []struct{ url, application, want string }{
+		{url, "wxhub-worker", "wxhub-worker"},
+		{url + "&application_name=ops-named", "wxhub-worker", "ops-named"},
+	} {
+		pool, err := db.OpenFor(context.Background(), tc.url, tc.application)
+		require.NoError(t, err)
+		var name string
+		require.NoError(t, pool.QueryRow(context.Background(), "SELECT current_setting('application_name')").Scan(&name))
+		pool.Close()
+		require.Equal(t, tc.want, name)
+	}
+}

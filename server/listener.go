@@ -96,7 +96,7 @@ var errSessionWasUp = errors.New("session ended")
 // session runs one LISTEN connection until it fails.
 func (l *Listener) session(ctx context.Context) error {
 	connectCtx, cancel := context.WithTimeout(ctx, l.bound/2)
-	conn, err := pgx.Connect(connectCtx, l.url)
+	conn, err := l.connect(connectCtx)
 	cancel()
 	if err != nil {
 		return err
@@ -138,6 +138,18 @@ func (l *Listener) session(ctx context.Context) error {
 			lastPrune = time.Now()
 		}
 	}
+}
+
+// connect opens the LISTEN connection, named wxhub-listener unless the URL names it.
+func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(l.url)
+	if err != nil {
+		return nil, errors.New("listener: the database URL is not valid")
+	}
+	if _, named := cfg.RuntimeParams["application_name"]; !named {
+		cfg.RuntimeParams["application_name"] = "wxhub-listener"
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 func (l *Listener) dispatch(payload string) {

@@ -155,6 +155,23 @@ func (r *runningWorker) counter(t *testing.T, name string, labels map[string]str
 	return total
 }
 
+// histogram reads a histogram of the worker's metrics by name: the sum and the number of
+// observations.
+func (r *runningWorker) histogram(t *testing.T, name string) (sum float64, count uint64) {
+	t.Helper()
+	families, err := r.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetHistogram().GetSampleSum()
+				count += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return sum, count
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -359,3 +359,35 @@ func dbName(dsn string) string {
 	name, _, _ := strings.Cut(path, "?")
 	return name
 }
+
+// TestValuesAreStoredInBatchesAndALoneOneIsNotDelayed: many refreshes at once share
+// statements, while a single refresh is stored within its batch delay, not held for company.
+func TestValuesAreStoredInBatchesAndALoneOneIsNotDelayed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Hour, 5*time.Minute)
+	accounts := b.addAccounts(t, "wxbatch", 300, "stable", nil, nil)
+	cfg := b.config("w1")
+	cfg.Concurrency, cfg.WriteBatch, cfg.WriteDelay = 300, 64, 50*time.Millisecond
+	w := b.startWorker(t, cfg, b.simURL)
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "every account's first token", func() bool {
+		for _, a := range accounts {
+			if _, err := b.store.GetCredential(ctx, a.ID, "access_token"); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	rows, statements := w.histogram(t, "wxhub_worker_write_batch_rows")
+	require.Equal(t, 300.0, rows, "every value stored once")
+	require.Less(t, statements, uint64(300/4), "values share statements")
+
+	// A lone refresh: the account's token is made due while nothing else is.
+	lone := b.addAccounts(t, "wxlone", 1, "stable", nil, nil)[0]
+	waitFor(t, 10*time.Second, "the lone account's token", func() bool {
+		_, err := b.store.GetCredential(ctx, lone.ID, "access_token")
+		return err == nil
+	})
+	_, after := w.histogram(t, "wxhub_worker_write_batch_rows")
+	require.Equal(t, statements+1, after, "the lone value went in a statement of its own, without waiting for a full batch")
+}

@@ -102,7 +102,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, *databaseURL, ring)
+	store, closeStore, err := openStore(ctx, *databaseURL, "wxhub-dev", ring)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func runKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, *databaseURL, ring)
+	store, closeStore, err := openStore(ctx, *databaseURL, "wxhub-keys", ring)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, *databaseURL, ring)
+	store, closeStore, err := openStore(ctx, *databaseURL, "wxhub-serve", ring)
 	if err != nil {
 		return err
 	}

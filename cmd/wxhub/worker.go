@@ -68,7 +68,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, *databaseURL, ring)
+	store, closeStore, err := openStore(ctx, *databaseURL, "wxhub-worker", ring)
 	if err != nil {
 		return err
 	}
@@ -102,10 +102,10 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	return w.Run(ctx)
 }
 
-// openStore connects to the database and refuses a key ring that cannot open what is
-// stored; the returned function closes the pool.
-func openStore(ctx context.Context, databaseURL string, ring *keyring.Ring) (*db.Store, func(), error) {
-	pool, err := db.Open(ctx, databaseURL)
+// openStore connects to the database as application (its application_name) and refuses a
+// key ring that cannot open what is stored; the returned function closes the pool.
+func openStore(ctx context.Context, databaseURL, application string, ring *keyring.Ring) (*db.Store, func(), error) {
+	pool, err := db.OpenFor(ctx, databaseURL, application)
 	if err != nil {
 		return nil, nil, err
 	}
