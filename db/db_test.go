@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -280,4 +281,45 @@ func TestConnectionsCarryTheNameOfTheirProcess(t *testing.T) {
 		pool.Close()
 		require.Equal(t, tc.want, name)
 	}
+}
+
+func TestTheDBAViewsShowStateWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.URL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	store := db.NewStore(pool, ring(t, keyA))
+	accounts := seed(t, store, 2)
+	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '1 minute' WHERE account_id = $1", accounts[0].ID)
+	require.NoError(t, err)
+
+	var columns []string
+	rows, err := pool.Query(ctx, `SELECT table_name || '.' || column_name || ' ' || data_type FROM information_schema.columns
+		WHERE table_name IN ('wxhub_credentials_due', 'wxhub_account_health', 'wxhub_quota_today')`)
+	require.NoError(t, err)
+	columns, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.NotEmpty(t, columns)
+	for _, c := range columns {
+		require.NotRegexp(t, `secret|ciphertext|key_id|\.value_|\.previous_|bytea`, c, "no secret or value in a DBA view")
+	}
+
+	var due []string
+	rows, err = pool.Query(ctx, "SELECT appid FROM wxhub_credentials_due")
+	require.NoError(t, err)
+	due, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{accounts[0].AppID}, due)
+
+	var status string
+	var withoutValue int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT status, without_valid_value FROM wxhub_account_health WHERE appid = $1",
+		accounts[1].AppID).Scan(&status, &withoutValue))
+	require.Equal(t, "active", status)
+	require.Zero(t, withoutValue, "seeded accounts hold a valid token")
+
+	var calls int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT sum(calls) FROM wxhub_quota_today").Scan(&calls))
+	require.Equal(t, int64(2), calls, "one counted call per seeded account")
 }

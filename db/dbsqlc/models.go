@@ -6,6 +6,8 @@ package dbsqlc
 
 import (
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // One row per WeChat app wxhub keeps credentials for: official account, mini program, WeCom app, third-party platform (component) or an account that authorized a component (authorizer).
@@ -146,4 +148,42 @@ type UpstreamCall struct {
 	Calls int32
 	// The limit wxhub enforced at the last count (WeChat's limit, or the account's override, minus the reserve).
 	DailyLimit int32
+}
+
+// One row per account: its status, how many of its credentials hold no valid value, the earliest expiry, the worst run of failed attempts; no secret or value columns.
+type WxhubAccountHealth struct {
+	Appid             string
+	Tenant            string
+	Kind              string
+	Status            string
+	StatusReason      string
+	Credentials       int64
+	WithoutValidValue int64
+	FirstExpiry       interface{}
+	MaxAttempts       interface{}
+	LastRefreshedAt   interface{}
+}
+
+// Credentials whose refresh is due now (claimed or not), oldest first when ordered by refresh_at; no secret or value columns.
+type WxhubCredentialsDue struct {
+	Appid           string
+	Kind            string
+	RefreshAt       *time.Time
+	OverdueBy       int32
+	ExpiresAt       *time.Time
+	ClaimedBy       *string
+	ClaimedUntil    *time.Time
+	OrphanHoldUntil *time.Time
+	Attempts        int32
+	LastErrorCode   *int32
+}
+
+// Calls wxhub counted today (WeChat's quota day, China time) per account and API, against the limit it enforces.
+type WxhubQuotaToday struct {
+	Appid       string
+	Api         string
+	Day         time.Time
+	Calls       int32
+	DailyLimit  int32
+	PercentUsed pgtype.Numeric
 }
