@@ -323,3 +323,27 @@ func TestTheDBAViewsShowStateWithoutSecrets(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, "SELECT sum(calls) FROM wxhub_quota_today").Scan(&calls))
 	require.Equal(t, int64(2), calls, "one counted call per seeded account")
 }
+
+func TestTheQuotaLedgerKeepsOnlyItsHistoryDays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.URL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	store := db.NewStore(pool, ring(t, keyA))
+	a := seed(t, store, 1)[0] // counts one call today
+	today := "((now() AT TIME ZONE 'UTC') + interval '8 hours')::date"
+	_, err = pool.Exec(ctx, `INSERT INTO upstream_calls (tenant_id, account_id, api, day, calls, daily_limit)
+		SELECT $1, $2, 'token', `+today+` - d, 1, 10 FROM generate_series(1, 40) d`, a.TenantID, a.ID)
+	require.NoError(t, err)
+
+	n, err := store.PruneQuotaLedger(ctx, 35)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n, "days 36 to 40 before today")
+	var oldest int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT "+today+" - min(day) FROM upstream_calls").Scan(&oldest))
+	require.Equal(t, 35, oldest)
+	var todays int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM upstream_calls WHERE day = "+today).Scan(&todays))
+	require.Equal(t, int64(1), todays, "today's count stays")
+}

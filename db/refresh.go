@@ -17,6 +17,11 @@ import (
 // changed nothing.
 var ErrFenced = errors.New("credential claimed or changed by another worker since it was claimed")
 
+// CodeQuotaGuard is the error code stored for a credential parked by wxhub's own daily quota
+// guard, as opposed to WeChat's 45009: requests from app servers may still spend the
+// reserve the guard keeps.
+const CodeQuotaGuard = -1004
+
 // ErrClaimLost means the claim's lease was taken over by another worker; recording its
 // outcome changed nothing.
 var ErrClaimLost = errors.New("claim no longer held")
@@ -222,7 +227,7 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 			return nil
 		}
 		return q.CredentialDeferToNextQuotaDay(ctx, dbsqlc.CredentialDeferToNextQuotaDayParams{
-			AccountIds: overIDs, Kinds: overKinds, JitterSeconds: 600,
+			AccountIds: overIDs, Kinds: overKinds, JitterSeconds: 600, ErrorCode: CodeQuotaGuard,
 			Message: "wxhub's daily quota guard: no calls left today for this API (limit minus reserve)",
 		})
 	})
@@ -450,6 +455,16 @@ func (s *Store) CountDue(ctx context.Context) (int64, error) {
 	n, err := s.q.CredentialCountDue(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("count due credentials: %w", err)
+	}
+	return n, nil
+}
+
+// PruneQuotaLedger deletes the quota ledger's days more than keepDays before the current
+// quota day, and returns how many rows went.
+func (s *Store) PruneQuotaLedger(ctx context.Context, keepDays int) (int64, error) {
+	n, err := s.q.UpstreamCallsPrune(ctx, int32(keepDays))
+	if err != nil {
+		return 0, fmt.Errorf("prune the quota ledger: %w", err)
 	}
 	return n, nil
 }

@@ -143,7 +143,7 @@ WITH next_day AS (
 UPDATE credentials
 SET refresh_at = next_day.at + make_interval(secs => random() * @jitter_seconds::float8),
     replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
-    last_error_code = 45009,
+    last_error_code = @error_code::int,
     last_error_message = @message::text
 FROM next_day
 WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
@@ -295,7 +295,9 @@ WHERE c.account_id = hold.account_id
 -- a hold says to wait (see CredentialHold); the NOTIFY makes the nodes shorten what they
 -- promise. When WeChat rejected the current value (dead), every older value is dead too, so
 -- there is nothing left to protect and the holds end. A credential already due keeps its
--- place in the queue: after an outage, the oldest due are the ones nodes wait for.
+-- place in the queue: after an outage, the oldest due are the ones nodes wait for. After
+-- WeChat answered 45009 (the day's quota is spent) nothing is fetched before the quota day
+-- turns, requests included: every call would be refused, and may count.
 WITH requested AS (
     UPDATE credentials
     SET orphan_hold_until = CASE WHEN @dead::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
@@ -311,6 +313,7 @@ WITH requested AS (
       AND generation = @generation
       AND (claimed_until IS NULL OR claimed_until <= now())
       AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => @min_interval_seconds::float8))
+      AND NOT coalesce(last_error_code = 45009 AND refresh_at > now(), false)
     RETURNING account_id, kind, generation
 )
 SELECT pg_notify('wxhub_changes', json_build_object(

@@ -6,3 +6,9 @@ FROM upstream_calls
 WHERE account_id = @account_id
   AND day = ((coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')::date
 ORDER BY api;
+
+-- name: UpstreamCallsPrune :execrows
+-- UpstreamCallsPrune deletes the quota ledger's days older than the retention: only the
+-- current quota day decides anything, the rest is history for operators.
+DELETE FROM upstream_calls
+WHERE day < ((now() AT TIME ZONE 'UTC') + interval '8 hours')::date - @keep_days::int;

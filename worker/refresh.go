@@ -16,6 +16,7 @@ const (
 	codeUndecryptable = -1001 // the secret or value does not decrypt with the key ring
 	codeNoToken       = -1002 // a ticket is due but the account has no valid access token
 	codeLateClaim     = -1003 // the call could end too late in the claim; nothing was called
+	// db.CodeQuotaGuard (-1004): parked by wxhub's own daily quota guard
 )
 
 var (

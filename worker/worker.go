@@ -50,6 +50,9 @@ type Config struct {
 	// ConfigRetry is how long to wait after WeChat rejected the account's configuration
 	// (bad secret, IP whitelist) [10m].
 	ConfigRetry time.Duration
+	// QuotaHistoryDays is how many past quota days of the call ledger are kept for operators
+	// [35]; older days are deleted once an hour.
+	QuotaHistoryDays int
 	// ShutdownGrace is how long Run waits for refreshes in flight after its context ends [30s].
 	ShutdownGrace time.Duration
 	// Logger receives structured logs [slog.Default()].
@@ -75,6 +78,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RetryBase, time.Second)
 	setDefault(&c.RetryMax, 2*time.Minute)
 	setDefault(&c.ConfigRetry, 10*time.Minute)
+	setDefault(&c.QuotaHistoryDays, 35)
 	setDefault(&c.ShutdownGrace, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -139,13 +143,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup
 	refreshCtx := context.WithoutCancel(ctx)
-	nextBacklog := time.Now()
+	nextBacklog, nextPrune := time.Now(), time.Now()
 	claimFailures := 0
 
 	for ctx.Err() == nil {
 		if time.Now().After(nextBacklog) {
 			w.updateBacklog(ctx)
 			nextBacklog = time.Now().Add(5 * time.Second)
+		}
+		if time.Now().After(nextPrune) {
+			w.pruneQuotaLedger(ctx)
+			nextPrune = time.Now().Add(time.Hour)
 		}
 		free := cap(slots) - len(slots)
 		wait := w.cfg.PollInterval
@@ -210,6 +218,16 @@ func (w *Worker) drain(inflight *sync.WaitGroup) error {
 		return nil
 	case <-time.After(w.cfg.ShutdownGrace):
 		return fmt.Errorf("worker: refreshes still running after %s; their claims expire with the lease", w.cfg.ShutdownGrace)
+	}
+}
+
+func (w *Worker) pruneQuotaLedger(ctx context.Context) {
+	n, err := w.store.PruneQuotaLedger(ctx, w.cfg.QuotaHistoryDays)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.Warn("quota ledger not pruned", "err", err)
+	case n > 0:
+		w.log.Info("quota ledger pruned", "rows", n, "kept_days", w.cfg.QuotaHistoryDays)
 	}
 }
 

@@ -161,6 +161,18 @@ func TestQuotaAnswerStopsCallsAndKeepsServingCurrentToken(t *testing.T) {
 	require.Equal(t, held.Generation, c.Generation)
 	require.True(t, c.RefreshAt.After(time.Now().Add(time.Minute)), "next attempt after the quota day ends, not %s", c.RefreshAt)
 
+	// An app server reporting the token rejected does not bring the next call forward: every
+	// call would be refused until the quota day turns.
+	for _, report := range []func(context.Context, int64, string, int64, time.Duration) (bool, error){
+		b.store.ReportDead, b.store.RequestRefresh} {
+		did, err := report(ctx, a.ID, "access_token", c.Generation, 0)
+		require.NoError(t, err)
+		require.False(t, did, "no refresh requested while WeChat's quota is spent")
+	}
+	after, err := b.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	require.True(t, after.RefreshAt.Equal(*c.RefreshAt), "the next attempt stays after the quota day ends")
+
 	time.Sleep(3 * time.Second)
 	require.Equal(t, calls, b.sim.Stats(a.AppID).Accounts[a.AppID].Calls[wechatsim.APIToken], "no calls after 45009")
 }
@@ -175,7 +187,7 @@ func TestQuotaGuardNeverExceedsDailyLimit(t *testing.T) {
 	b.startWorker(t, b.config("w1"), b.simURL)
 	waitFor(t, 20*time.Second, "the guard to stop refreshes", func() bool {
 		c, err := b.store.GetCredential(ctx, a.ID, "access_token")
-		return err == nil && c.LastErrCode == 45009
+		return err == nil && c.LastErrCode == db.CodeQuotaGuard
 	})
 	time.Sleep(2 * time.Second)
 	s := b.sim.Stats(a.AppID).Accounts[a.AppID]

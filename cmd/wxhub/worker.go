@@ -32,6 +32,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.WriteBatch, "write-batch", 256, "most fetched values stored in one statement")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", 2*time.Millisecond, "how long a batch of fetched values waits for more after its first")
 	fs.IntVar(&cfg.WriteConns, "write-conns", 2, "batches of fetched values stored at once")
+	fs.IntVar(&cfg.QuotaHistoryDays, "quota-history-days", 35, "past quota days of the call ledger kept for operators")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", time.Second, "how often to look for due credentials when idle")
 	fs.DurationVar(&cfg.Lease, "lease", 60*time.Second, "how long a claim holds before another worker may take it over")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", 10*time.Second, "timeout of one WeChat call")
@@ -57,8 +58,8 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Concurrency < 1 || cfg.QuotaReserve < 0 || cfg.QuotaReserve >= 1 {
 		return fmt.Errorf("%w: need --concurrency >= 1 and 0 <= --quota-reserve < 1", errUsage)
 	}
-	if cfg.WriteBatch < 1 || cfg.WriteConns < 1 || cfg.WriteDelay <= 0 {
-		return fmt.Errorf("%w: need --write-batch >= 1, --write-conns >= 1 and --write-delay > 0", errUsage)
+	if cfg.WriteBatch < 1 || cfg.WriteConns < 1 || cfg.WriteDelay <= 0 || cfg.QuotaHistoryDays < 1 {
+		return fmt.Errorf("%w: need --write-batch >= 1, --write-conns >= 1, --write-delay > 0 and --quota-history-days >= 1", errUsage)
 	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {

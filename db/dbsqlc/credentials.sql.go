@@ -157,21 +157,22 @@ func (q *Queries) CredentialCountDue(ctx context.Context) (int64, error) {
 
 const credentialDeferToNextQuotaDay = `-- name: CredentialDeferToNextQuotaDay :exec
 WITH next_day AS (
-    SELECT ((date_trunc('day', (coalesce($5::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
+    SELECT ((date_trunc('day', (coalesce($6::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
              + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC') AS at
 )
 UPDATE credentials
 SET refresh_at = next_day.at + make_interval(secs => random() * $1::float8),
     replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
-    last_error_code = 45009,
-    last_error_message = $2::text
+    last_error_code = $2::int,
+    last_error_message = $3::text
 FROM next_day
-WHERE (account_id, kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
-  AND refresh_at <= coalesce($5::timestamptz, now())
+WHERE (account_id, kind) IN (SELECT unnest($4::bigint[]), unnest($5::text[]))
+  AND refresh_at <= coalesce($6::timestamptz, now())
 `
 
 type CredentialDeferToNextQuotaDayParams struct {
 	JitterSeconds float64
+	ErrorCode     int32
 	Message       string
 	AccountIds    []int64
 	Kinds         []string
@@ -183,6 +184,7 @@ type CredentialDeferToNextQuotaDayParams struct {
 func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg CredentialDeferToNextQuotaDayParams) error {
 	_, err := q.db.Exec(ctx, credentialDeferToNextQuotaDay,
 		arg.JitterSeconds,
+		arg.ErrorCode,
 		arg.Message,
 		arg.AccountIds,
 		arg.Kinds,
@@ -663,6 +665,7 @@ WITH requested AS (
       AND generation = $4
       AND (claimed_until IS NULL OR claimed_until <= now())
       AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => $5::float8))
+      AND NOT coalesce(last_error_code = 45009 AND refresh_at > now(), false)
     RETURNING account_id, kind, generation
 )
 SELECT pg_notify('wxhub_changes', json_build_object(
@@ -687,7 +690,9 @@ type CredentialRequestRefreshParams struct {
 // a hold says to wait (see CredentialHold); the NOTIFY makes the nodes shorten what they
 // promise. When WeChat rejected the current value (dead), every older value is dead too, so
 // there is nothing left to protect and the holds end. A credential already due keeps its
-// place in the queue: after an outage, the oldest due are the ones nodes wait for.
+// place in the queue: after an outage, the oldest due are the ones nodes wait for. After
+// WeChat answered 45009 (the day's quota is spent) nothing is fetched before the quota day
+// turns, requests included: every call would be refused, and may count.
 func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRequestRefreshParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialRequestRefresh,
 		arg.Dead,

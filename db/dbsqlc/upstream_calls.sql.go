@@ -10,6 +10,21 @@ import (
 	"time"
 )
 
+const upstreamCallsPrune = `-- name: UpstreamCallsPrune :execrows
+DELETE FROM upstream_calls
+WHERE day < ((now() AT TIME ZONE 'UTC') + interval '8 hours')::date - $1::int
+`
+
+// UpstreamCallsPrune deletes the quota ledger's days older than the retention: only the
+// current quota day decides anything, the rest is history for operators.
+func (q *Queries) UpstreamCallsPrune(ctx context.Context, keepDays int32) (int64, error) {
+	result, err := q.db.Exec(ctx, upstreamCallsPrune, keepDays)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const upstreamCallsToday = `-- name: UpstreamCallsToday :many
 SELECT api, calls
 FROM upstream_calls
