@@ -259,6 +259,9 @@ func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) 
 	var row dbsqlc.Account
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
+		if err := q.CredentialLockAccount(ctx, a.ID); err != nil {
+			return err
+		}
 		var err error
 		if row, err = q.AccountUpdate(ctx, p); err != nil {
 			return notFound(err, "account "+a.AppID)
@@ -284,6 +287,9 @@ func (s *Store) SetAccountEnabled(ctx context.Context, a Account, enabled bool) 
 	var row dbsqlc.Account
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
+		if err := q.CredentialLockAccount(ctx, a.ID); err != nil {
+			return err
+		}
 		changed, err := q.AccountSetEnabled(ctx, dbsqlc.AccountSetEnabledParams{ID: a.ID, Enabled: enabled})
 		if err != nil {
 			return notFound(err, "account "+a.AppID)
@@ -301,6 +307,9 @@ func (s *Store) SetAccountEnabled(ctx context.Context, a Account, enabled bool) 
 func (s *Store) DeleteAccount(ctx context.Context, a Account) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
+		if err := q.CredentialLockAccount(ctx, a.ID); err != nil {
+			return err
+		}
 		n, err := q.AccountDelete(ctx, a.ID)
 		if err != nil {
 			return err

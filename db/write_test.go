@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -163,4 +164,60 @@ func TestABatchFencesEachRowOnItsOwn(t *testing.T) {
 	defer cancel()
 	_, err = conn.Conn().WaitForNotification(waitCtx)
 	require.Error(t, err, "no fourth notification")
+}
+
+// TestWritesAndAccountChangesDoNotDeadlock runs batched credential writes that clear the
+// failing status of their accounts beside operators changing the same accounts' secrets.
+// The write locks a credential, then its account; the change locks the account, then its
+// credentials unless it takes the credentials' locks first. PostgreSQL would abort one of
+// the two with deadlock_detected.
+func TestWritesAndAccountChangesDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.URL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	store := db.NewStore(pool, ring(t, keyA))
+	accounts := seed(t, store, 20)
+	plan := func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 1_000_000}, nil }
+	deadline := time.Now().Add(3 * time.Second)
+	errs := make(chan error, 2)
+	go func() {
+		for time.Now().Before(deadline) {
+			_, err := pool.Exec(ctx, "UPDATE accounts SET status = 'failing'")
+			if err == nil {
+				_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '1 second'")
+			}
+			var res db.ClaimResult
+			if err == nil {
+				res, err = store.ClaimDue(ctx, db.ClaimRequest{Worker: "w", Max: 100, Lease: time.Minute, Plan: plan})
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			var writes []db.ClaimWrite
+			for _, c := range res.Claims {
+				writes = append(writes, db.ClaimWrite{Claim: c, Write: db.Write{Value: fmt.Sprintf("v%d", c.Generation+1),
+					ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: time.Minute}})
+			}
+			if _, err := store.WriteCredentials(ctx, writes); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	go func() {
+		for i := 0; time.Now().Before(deadline); i++ {
+			secret := fmt.Sprintf("new-secret-%d", i)
+			if _, err := store.UpdateAccount(ctx, accounts[i%len(accounts)], db.AccountChange{Secret: &secret}); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
 }

@@ -352,3 +352,13 @@ SELECT *
 FROM credentials
 WHERE account_id = @account_id
 ORDER BY kind;
+
+-- name: CredentialLockAccount :exec
+-- CredentialLockAccount locks an account's credentials before anything changes the account
+-- row. A credential write locks the credential, then its account (to clear a failing
+-- status); taking the locks in the same order everywhere keeps the two from deadlocking.
+SELECT 1
+FROM credentials
+WHERE account_id = @account_id
+ORDER BY kind
+FOR UPDATE;

@@ -463,6 +463,22 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 	return items, nil
 }
 
+const credentialLockAccount = `-- name: CredentialLockAccount :exec
+SELECT 1
+FROM credentials
+WHERE account_id = $1
+ORDER BY kind
+FOR UPDATE
+`
+
+// CredentialLockAccount locks an account's credentials before anything changes the account
+// row. A credential write locks the credential, then its account (to clear a failing
+// status); taking the locks in the same order everywhere keeps the two from deadlocking.
+func (q *Queries) CredentialLockAccount(ctx context.Context, accountID int64) error {
+	_, err := q.db.Exec(ctx, credentialLockAccount, accountID)
+	return err
+}
+
 const credentialLockDue = `-- name: CredentialLockDue :many
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
