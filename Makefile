@@ -26,13 +26,16 @@ test:
 	go test -count=1 -v -timeout 30m -run TestCampaign ./e2e 2>&1 | $(TESTFILTER)
 	go run ./bench -quick
 
-# Every fuzz target for a few seconds beyond its seed corpus (the seeds run in `make test`).
+# Every fuzz target for 20,000 inputs beyond its seed corpus (the seeds run in `make test`).
+# A count, not a duration: Go 1.26's fuzz coordinator can report a bare "context deadline
+# exceeded" when a -fuzztime duration ends while a worker is mid-input on a busy machine
+# (go.dev/issue/75804, fixed in Go 1.27); a count has no deadline to race.
 # For a real search, run one target for longer: go test -run XXX -fuzz '^FuzzName$$' -fuzztime 60s ./pkg
-FUZZTIME ?= 3s
+FUZZTIME ?= 20000x
 fuzz-short:
 	@for f in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.*')); do \
 		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/p' $$f); do \
-			echo "fuzz $$t in $$(dirname $$f) for $(FUZZTIME)"; \
+			echo "fuzz $$t in $$(dirname $$f), $(FUZZTIME)"; \
 			go test -run XXX -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) > /tmp/wxhub-fuzz.log 2>&1 || \
 				{ cat /tmp/wxhub-fuzz.log; exit 1; }; \
 		done; \
