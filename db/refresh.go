@@ -83,6 +83,8 @@ type Claim struct {
 	// ClaimedAt is when the claim came back to the worker, by its clock: the lease started
 	// before it.
 	ClaimedAt time.Time
+	// QuotaDay is the quota day (China time) on which the claim counted its call to API.
+	QuotaDay time.Time
 	// OpenErr is set when a secret or value did not decrypt; the claim then cannot be
 	// refreshed and the caller records the failure.
 	OpenErr error
@@ -257,6 +259,9 @@ func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimR
 		Generation: d.Generation, ExpiresAt: d.ExpiresAt, Requested: d.RefreshRequestedAt != nil,
 		Attempts: int(d.Attempts),
 	}
+	if c.QuotaDay != nil {
+		cl.QuotaDay = *c.QuotaDay
+	}
 	var err error
 	if cl.Secret, err = s.open(d.SecretKeyID, d.SecretCiphertext, secretAD(d.Appid)); err != nil {
 		cl.OpenErr = fmt.Errorf("secret of account %s: %w", d.Appid, err)
@@ -397,10 +402,14 @@ type Failure struct {
 	// been issued and lost, for a credential whose every fetch kills the previous value: no
 	// fetch happens before replace_not_before plus OrphanHold (see ClaimRequest.OrphanHold).
 	OrphanHold time.Duration
+	// NotCalled is set when the claim ended before calling WeChat: the call its claim counted
+	// in the quota ledger is given back.
+	NotCalled bool
 }
 
 // RecordFailure ends a failed claim: it keeps the current value, stores the error and sets
-// the retry, and updates the account's status when the failure says so.
+// the retry, updates the account's status when the failure says so, and gives back the
+// counted call of a claim that made none.
 func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -414,6 +423,13 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 		}
 		if n == 0 {
 			return ErrClaimLost
+		}
+		if f.NotCalled {
+			if _, err := q.UpstreamCallsRefund(ctx, dbsqlc.UpstreamCallsRefundParams{
+				AccountID: c.AccountID, Api: c.API, Day: c.QuotaDay,
+			}); err != nil {
+				return err
+			}
 		}
 		if f.AccountStatus == "" {
 			return nil

@@ -90,8 +90,8 @@ RETURNING c.account_id, c.kind,
 -- CredentialClaim is the second step of a claim, for credentials whose account lock is held
 -- (at most one per account). It skips accounts with a credential already in flight, counts
 -- the upstream call in the quota ledger unless that would pass the limit, and leases the
--- counted ones to this worker. Each input row comes back with whether it was claimed, and
--- why not.
+-- counted ones to this worker. Each input row comes back with whether it was claimed (and
+-- the quota day its call was counted on), and why not.
 WITH input AS (
     SELECT unnest(@account_ids::bigint[]) AS account_id, unnest(@kinds::text[]) AS kind,
            unnest(@apis::text[]) AS api, unnest(@daily_limits::int[]) AS daily_limit
@@ -113,7 +113,7 @@ WITH input AS (
     ON CONFLICT (account_id, api, day) DO UPDATE
         SET calls = u.calls + 1, daily_limit = excluded.daily_limit
         WHERE u.calls < excluded.daily_limit
-    RETURNING u.account_id, u.api, u.calls
+    RETURNING u.account_id, u.api, u.day
 ), claimed AS (
     UPDATE credentials c
     SET refresh_at = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
@@ -123,11 +123,12 @@ WITH input AS (
     FROM idle
     JOIN counted ON counted.account_id = idle.account_id AND counted.api = idle.api
     WHERE c.account_id = idle.account_id AND c.kind = idle.kind
-    RETURNING c.account_id, c.kind, c.claim_seq
+    RETURNING c.account_id, c.kind, c.claim_seq, counted.day
 )
 SELECT i.account_id::bigint AS account_id, i.kind::text AS kind, i.api::text AS api,
        (claimed.claim_seq IS NOT NULL)::bool AS claimed,
        coalesce(claimed.claim_seq, 0)::bigint AS claim_seq,
+       claimed.day AS quota_day,
        (idle.account_id IS NULL)::bool AS busy
 FROM input i
 LEFT JOIN idle ON idle.account_id = i.account_id AND idle.kind = i.kind

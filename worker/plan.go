@@ -18,7 +18,9 @@ type refresher struct {
 	// rotates is true when every call issues a new value and kills the previous one after
 	// the overlap; false for stable_token in normal mode, which returns the current value.
 	rotates bool
-	fetch   func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
+	// needsAccessToken is true for tickets, which are fetched with the account's access token.
+	needsAccessToken bool
+	fetch            func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
 }
 
 var (
@@ -39,11 +41,8 @@ var (
 // ticket refreshes a JS-SDK or card ticket with the account's current access token.
 func ticket(ticketType string) refresher {
 	return refresher{
-		api: wechat.APIGetTicket, defaultLimit: 100_000, rotates: true,
+		api: wechat.APIGetTicket, defaultLimit: 100_000, rotates: true, needsAccessToken: true,
 		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			if cl.AccessToken == "" {
-				return wechat.Token{}, errNoAccessToken
-			}
 			return c.Ticket(ctx, cl.AccessToken, ticketType)
 		},
 	}

@@ -41,6 +41,10 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		w.fail(ctx, c, c.OpenErr)
 		return
 	}
+	if r.needsAccessToken && c.AccessToken == "" {
+		w.fail(ctx, c, errNoAccessToken)
+		return
+	}
 	// A worker that takes an unfinished claim of a rotating credential over waits until the
 	// overlap has passed since the claim (see orphanMargin), so a call that surely ends
 	// before that cannot reach WeChat after the new holder's call and kill what it stores. A
@@ -153,19 +157,24 @@ func (w *Worker) stableRefreshIn(lifetime time.Duration) time.Duration {
 func (w *Worker) failCall(ctx context.Context, c db.Claim, r refresher, err error) {
 	var we *wechat.Error
 	if r.rotates && !errors.As(err, &we) {
-		w.recordFailure(ctx, c, err, w.cfg.Overlap+orphanMargin)
+		w.recordFailure(ctx, c, err, w.cfg.Overlap+orphanMargin, false)
 		return
 	}
-	w.recordFailure(ctx, c, err, 0)
+	w.recordFailure(ctx, c, err, 0, false)
 }
 
-// fail records a refresh that failed before any call to WeChat.
-func (w *Worker) fail(ctx context.Context, c db.Claim, err error) { w.recordFailure(ctx, c, err, 0) }
+// fail records a refresh that failed before any request to WeChat left this worker: the
+// call its claim counted in the quota ledger is given back, so the ledger counts calls
+// WeChat saw, not claims.
+func (w *Worker) fail(ctx context.Context, c db.Claim, err error) {
+	w.recordFailure(ctx, c, err, 0, true)
+}
 
 // recordFailure records a failed refresh: the current value stays in service, and the retry
-// time depends on what kind of failure WeChat reported.
-func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orphanHold time.Duration) {
-	f := db.Failure{Code: codeNetwork, Message: err.Error(), OrphanHold: orphanHold}
+// time depends on what kind of failure WeChat reported. A failure that may have reached
+// WeChat (notCalled false), a network error included, stays counted.
+func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orphanHold time.Duration, notCalled bool) {
+	f := db.Failure{Code: codeNetwork, Message: err.Error(), OrphanHold: orphanHold, NotCalled: notCalled}
 	var we *wechat.Error
 	if errors.As(err, &we) {
 		f.Code, f.Message = we.Code, we.Message

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"wxhub/db"
+	"wxhub/db/keyring"
 	"wxhub/wechatsim"
 )
 
@@ -196,6 +197,54 @@ func TestQuotaGuardNeverExceedsDailyLimit(t *testing.T) {
 	c, err := b.store.GetCredential(ctx, a.ID, "access_token")
 	require.NoError(t, err)
 	require.Contains(t, c.LastErrMsg, "quota guard")
+}
+
+func TestQuotaCountsCallsNotClaims(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 6*time.Second, 2*time.Second)
+	ctx := context.Background()
+	// The account's secret is sealed with a key the workers' ring lacks (WXHUB_KEYS lost it):
+	// every claim ends before any call. With a limit of 5 calls a day, counting claims would
+	// spend the day's quota and park the account until China midnight.
+	otherRing, err := keyring.Parse("t9:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=")
+	require.NoError(t, err)
+	pool, err := db.Open(ctx, b.dsn)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	const appid, secret = "wxrefund000000", "secret-wxrefund"
+	require.NoError(t, b.sim.AddAccount(wechatsim.Account{AppID: appid, Secret: secret}))
+	a, err := db.NewStore(pool, otherRing).CreateAccount(ctx, db.NewAccount{
+		Tenant: "acme", AppID: appid, Kind: "official_account", Secret: secret,
+		TokenMode: "classic", DailyLimits: map[string]int{wechatsim.APIToken: 5},
+	})
+	require.NoError(t, err)
+
+	cfg := b.config("w1")
+	cfg.ConfigRetry = 100 * time.Millisecond
+	w1 := b.startWorker(t, cfg, b.simURL)
+	waitFor(t, 15*time.Second, "ten claims that called nothing", func() bool {
+		return w1.counter(t, "wxhub_worker_refreshes_total", map[string]string{"outcome": "undecryptable"}) >= 10
+	})
+	_, err = b.store.GetCredential(ctx, a.ID, "access_token")
+	require.ErrorIs(t, err, db.ErrNotFound, "no value yet")
+	d, err := b.store.GetAccountDetail(ctx, a)
+	require.NoError(t, err)
+	require.Zero(t, d.UpstreamCalls[wechatsim.APIToken], "no call counted for claims that made none")
+	require.Zero(t, b.sim.Stats(appid).Accounts[appid].Calls[wechatsim.APIToken])
+
+	// The secret sealed again with the current key: the day's quota is intact, the account
+	// gets its token, and the ledger counts exactly the calls WeChat saw.
+	newSecret := secret
+	_, err = b.store.UpdateAccount(ctx, a, db.AccountChange{Secret: &newSecret})
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "a token", func() bool {
+		_, err := b.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil
+	})
+	d, err = b.store.GetAccountDetail(ctx, a)
+	require.NoError(t, err)
+	require.Equal(t, int(b.sim.Stats(appid).Accounts[appid].Calls[wechatsim.APIToken]), d.UpstreamCalls[wechatsim.APIToken])
+	require.Positive(t, d.UpstreamCalls[wechatsim.APIToken])
 }
 
 func TestBusyAndSlowWeChatStillRefreshesBeforeExpiry(t *testing.T) {

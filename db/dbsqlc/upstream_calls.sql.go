@@ -25,6 +25,34 @@ func (q *Queries) UpstreamCallsPrune(ctx context.Context, keepDays int32) (int64
 	return result.RowsAffected(), nil
 }
 
+const upstreamCallsRefund = `-- name: UpstreamCallsRefund :execrows
+UPDATE upstream_calls
+SET calls = calls - 1
+WHERE account_id = $1
+  AND api = $2
+  AND day = $3
+  AND calls > 0
+`
+
+type UpstreamCallsRefundParams struct {
+	AccountID int64
+	Api       string
+	Day       time.Time
+}
+
+// UpstreamCallsRefund gives back a call counted by a claim that ended without calling WeChat
+// (the secret did not decrypt, a ticket had no access token, the claim came too late to
+// call safely): the ledger counts calls WeChat saw, not claims. It runs in the transaction
+// that records the claim's failure, which is fenced on the claim, so a claim is refunded at
+// most once, and only on the day its call was counted.
+func (q *Queries) UpstreamCallsRefund(ctx context.Context, arg UpstreamCallsRefundParams) (int64, error) {
+	result, err := q.db.Exec(ctx, upstreamCallsRefund, arg.AccountID, arg.Api, arg.Day)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const upstreamCallsToday = `-- name: UpstreamCallsToday :many
 SELECT api, calls
 FROM upstream_calls
