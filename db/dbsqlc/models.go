@@ -144,7 +144,7 @@ type UpstreamCall struct {
 	Api string
 	// WeChat's quota day: the calendar day in China time (UTC+8).
 	Day time.Time
-	// Calls counted before they were made, so a crash never under-counts.
+	// Calls made to the API on this quota day: counted by the claim before the call, so a crash never under-counts, and given back when the claim ended before calling WeChat (secret not decryptable, ticket without an access token, claim too late to call).
 	Calls int32
 	// The limit wxhub enforced at the last count (WeChat's limit, or the account's override, minus the reserve).
 	DailyLimit int32
@@ -178,7 +178,7 @@ type WxhubCredentialsDue struct {
 	LastErrorCode   *int32
 }
 
-// Calls wxhub counted today (WeChat's quota day, China time) per account and API, against the limit it enforces.
+// Calls wxhub made today (WeChat's quota day, China time) per account and API, against the limit it enforces.
 type WxhubQuotaToday struct {
 	Appid       string
 	Api         string
