@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,7 +65,7 @@ type InvalidateInput struct {
 	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid."`
 	Body  struct {
 		AccessToken string `json:"access_token" minLength:"1" maxLength:"2048" doc:"The token WeChat rejected."`
-		ErrCode     int    `json:"errcode,omitempty" doc:"WeChat's errcode for the rejection (40001, 40014, 42001)." example:"40001"`
+		ErrCode     int    `json:"errcode,omitempty" doc:"WeChat's errcode for the rejection. Only 40001, 40014 and 42001 say the token is dead and cause a refresh; any other errcode is answered 422 and changes nothing. Omitted, the report is taken as one of those." example:"40001"`
 	}
 }
 
@@ -124,9 +125,14 @@ func (s *Server) registerCredentials() {
 		Summary: "Report an access token WeChat rejected", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
 		Description: "Compare and refresh: if the reported token is still the current one, one refresh is triggered " +
 			"(however many callers report it at once) and the new token is returned; if a newer token already exists, it " +
-			"is returned at once. Never an unconditional refresh.",
+			"is returned at once. Never an unconditional refresh. Only errcodes that say the token is dead (40001, 40014, " +
+			"42001) are reports; any other errcode is answered 422.",
 		Errors: []int{401, 403, 404, 422, 503},
 	}, func(ctx context.Context, in *InvalidateInput) (*TokenOutput, error) {
+		if in.Body.ErrCode != 0 && !deadTokenCodes[in.Body.ErrCode] {
+			return nil, huma.Error422UnprocessableEntity(fmt.Sprintf("errcode %d does not say the access token is dead "+
+				"(40001, 40014 and 42001 do); nothing was refreshed: a refresh would not fix it", in.Body.ErrCode))
+		}
 		cred, err := s.invalidate(ctx, in.AppID, in.Body.AccessToken)
 		if err != nil {
 			return nil, err
@@ -335,13 +341,8 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		return s.credential(ctx, appid, "access_token", 0)
 	}
 	changed := s.cache.Changed(cred.AccountID, "access_token")
-	did, err := s.store.ReportDead(ctx, cred.AccountID, "access_token", cred.Generation, requestInterval)
-	if err != nil {
+	if err := s.reportDead(ctx, appid, cred); err != nil {
 		return db.CachedCredential{}, s.internal(err)
-	}
-	if did {
-		s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
-			map[string]any{"credential": "access_token", "generation": cred.Generation, "reason": "reported rejected"})
 	}
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
@@ -370,6 +371,47 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		}
 	}
 }
+
+// deadTokenCodes are WeChat's errcodes that say an access token is no longer accepted:
+// invalid credential, invalid access_token, access_token expired.
+var deadTokenCodes = map[int]bool{40001: true, 40014: true, 42001: true}
+
+// reportDead asks the database to refresh a token reported rejected. Reports of the same
+// token on this node make one UPDATE: concurrent ones share the first one's (which no
+// caller's cancellation stops, since the others wait on it), and once one took effect the
+// database refuses more requests for the account within requestInterval, so later ones are
+// not sent.
+func (s *Server) reportDead(ctx context.Context, appid string, cred db.CachedCredential) error {
+	if r, ok := s.reported.Load(cred.AccountID); ok {
+		if r := r.(reported); r.generation == cred.Generation && time.Since(r.at) < requestInterval {
+			return nil
+		}
+	}
+	key := strconv.FormatInt(cred.AccountID, 10) + "/" + strconv.FormatInt(cred.Generation, 10)
+	_, err, _ := s.reports.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RefreshWait)
+		defer cancel()
+		s.reportsSent.Add(1)
+		at := time.Now()
+		did, err := s.store.ReportDead(ctx, cred.AccountID, "access_token", cred.Generation, requestInterval)
+		if did {
+			s.reported.Store(cred.AccountID, reported{generation: cred.Generation, at: at})
+			s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
+				map[string]any{"credential": "access_token", "generation": cred.Generation, "reason": "reported rejected"})
+		}
+		return nil, err
+	})
+	return err
+}
+
+// reported is the last report of an account's token this node made the database act on.
+type reported struct {
+	generation int64
+	at         time.Time
+}
+
+// DeadReports is how many reports of a rejected token this node sent to the database.
+func (s *Server) DeadReports() int64 { return s.reportsSent.Load() }
 
 func isClosed(ch <-chan struct{}) bool {
 	select {

@@ -99,6 +99,9 @@ func newAPIMetrics(reg *prometheus.Registry, s *Server) *apiMetrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "wxhub_api_cache_loads_total", Help: "Database reads made by the credential cache.",
 		}, func() float64 { return float64(s.cache.Loads()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wxhub_api_dead_reports_total", Help: "Reports of a rejected access token sent to the database; concurrent reports of one token count once.",
+		}, func() float64 { return float64(s.DeadReports()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wxhub_api_listener_connected", Help: "1 while the LISTEN session is up.",
 		}, func() float64 {

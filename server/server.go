@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"wxhub/db"
 )
@@ -61,6 +63,11 @@ type Server struct {
 	handler  http.Handler
 	metrics  *apiMetrics
 	limiters sync.Map // API key id → *rate.Limiter
+	// reports coalesces concurrent reports of one rejected token; reportsSent counts the
+	// reports that reached the database.
+	reports     singleflight.Group
+	reportsSent atomic.Int64
+	reported    sync.Map // account id → reported
 }
 
 // New builds an API node over store. Call Run to start its listener; the handler answers

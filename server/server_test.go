@@ -154,12 +154,15 @@ func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 	_, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
 		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid(1), "secret-"+appid(1))))
 	require.NoError(t, err)
+	reportsBefore := n.srv.DeadReports()
 	var wg sync.WaitGroup
 	results := make([]string, 100)
+	start := make(chan struct{})
 	for i := range 100 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start
 			res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate",
 				map[string]any{"access_token": old, "errcode": 40001})
 			if res.status == http.StatusOK {
@@ -167,7 +170,9 @@ func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 			}
 		}()
 	}
+	close(start)
 	wg.Wait()
+	require.Equal(t, int64(1), n.srv.DeadReports()-reportsBefore, "100 reports, one UPDATE")
 	newTok, newGen := n.token(t, adminKey, appid(1))
 	require.Equal(t, gen+1, newGen)
 	for i, r := range results {
@@ -181,6 +186,32 @@ func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, res.text)
 	require.Equal(t, newTok, res.json(t)["access_token"])
 	require.Equal(t, before+2, stats().Calls[wechatsim.APIStableToken], "an old token's report causes no call")
+}
+
+func TestInvalidateRefreshesOnlyForErrcodesThatSayTheTokenIsDead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	tok, gen := n.token(t, adminKey, appid(1))
+	calls := func() int64 { return e.sim.Stats(appid(1)).Accounts[appid(1)].Calls[wechatsim.APIStableToken] }
+	before := calls()
+	// 45009 (quota), 48001 (no permission for the API), 40164 (IP not whitelisted): a new
+	// token would be refused the same way.
+	for _, code := range []int{45009, 48001, 40164, -1} {
+		res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate",
+			map[string]any{"access_token": tok, "errcode": code})
+		require.Equal(t, http.StatusUnprocessableEntity, res.status, res.text)
+		require.Contains(t, res.json(t)["detail"], fmt.Sprintf("errcode %d", code))
+	}
+	require.Zero(t, n.srv.DeadReports(), "no report reached the database")
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, before, calls(), "no refresh")
+	again, againGen := n.token(t, adminKey, appid(1))
+	require.Equal(t, tok, again)
+	require.Equal(t, gen, againGen)
 }
 
 func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
