@@ -411,6 +411,21 @@ type CachedCredential struct {
 	// RefreshRequested is true while a refresh an app server asked for has not ended with a
 	// new value or WeChat's confirmation of the current one.
 	RefreshRequested bool
+	// StatusReason says why the account is not active (WeChat's errcode and message for a
+	// failing one).
+	StatusReason string
+	// LastErrorCode is WeChat's errcode of the last failed refresh (or a negative wxhub
+	// code), 0 after a success; RefreshAt is the next attempt, nil when none is scheduled.
+	LastErrorCode int
+	RefreshAt     *time.Time
+	// Refreshing is true while a worker holds a claim on the credential.
+	Refreshing bool
+}
+
+// QuotaSpent reports whether the credential waits for the next quota day: WeChat answered
+// 45009 or wxhub's own guard stopped the calls, and no attempt comes before now.
+func (c CachedCredential) QuotaSpent(now time.Time) bool {
+	return (c.LastErrorCode == 45009 || c.LastErrorCode == CodeQuotaGuard) && c.RefreshAt != nil && c.RefreshAt.After(now)
 }
 
 // PromisedUntil is how long a client may rely on a value: its expiry, and for a value whose
@@ -434,8 +449,12 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 	}
 	c := CachedCredential{AccountID: row.AccountID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
 		AccountStatus: row.AccountStatus, Generation: row.Generation, ReplaceNotBefore: row.ReplaceNotBefore,
-		RefreshRequested: row.RefreshRequested,
-		Rotates:          row.Kind != "access_token" || row.TokenMode == "classic"}
+		RefreshRequested: row.RefreshRequested, StatusReason: row.StatusReason, RefreshAt: row.RefreshAt,
+		Refreshing: row.Refreshing,
+		Rotates:    row.Kind != "access_token" || row.TokenMode == "classic"}
+	if row.LastErrorCode != nil {
+		c.LastErrorCode = int(*row.LastErrorCode)
+	}
 	if row.ExpiresAt != nil {
 		c.ExpiresAt = *row.ExpiresAt
 	}

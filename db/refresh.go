@@ -434,7 +434,11 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 		if f.AccountStatus == "" {
 			return nil
 		}
-		return q.AccountSetStatus(ctx, dbsqlc.AccountSetStatusParams{ID: c.AccountID, Status: f.AccountStatus, StatusReason: f.Reason})
+		if err := q.AccountSetStatus(ctx, dbsqlc.AccountSetStatusParams{ID: c.AccountID, Status: f.AccountStatus, StatusReason: f.Reason}); err != nil {
+			return err
+		}
+		// API nodes answer requests for a failing account at once, from what they cached.
+		return q.AccountNotify(ctx, c.AccountID)
 	})
 	if err != nil {
 		return fmt.Errorf("record failure of %s of %s: %w", c.Kind, c.AppID, err)

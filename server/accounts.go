@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -115,7 +116,7 @@ type SettingsOutput struct {
 // PutSettingsInput replaces the settings if If-Match names the current version.
 type PutSettingsInput struct {
 	AppID   string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid." example:"wx0000000000000001"`
-	IfMatch string `header:"If-Match" required:"true" doc:"The ETag of the settings this change is based on."`
+	IfMatch string `header:"If-Match" doc:"The ETag of the settings this change is based on (a list of them, or * for whatever version is current). Without it the answer is 428."`
 	Body    struct {
 		Settings map[string]any `json:"settings" doc:"The new settings document (replaces the old one)."`
 	}
@@ -316,15 +317,27 @@ func (s *Server) registerAccounts() {
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "put-settings", Method: http.MethodPut, Path: "/v1/accounts/{appid}/settings",
-		Summary: "Replace an account's settings", Tags: tags, Metadata: both, Errors: []int{400, 401, 403, 404, 412, 422},
-		Description: "Optimistic concurrency: If-Match must carry the ETag of the settings read; 412 if they changed since.",
+		Summary: "Replace an account's settings", Tags: tags, Metadata: both, Errors: []int{400, 401, 403, 404, 412, 422, 428},
+		Description: "Optimistic concurrency: If-Match must carry the ETag of the settings read (428 without it); 412 if " +
+			"they changed since. As RFC 9110 says, If-Match compares strongly (a weak W/\"3\" never matches), may list " +
+			"several ETags, and * matches whatever version is current.",
 	}, func(ctx context.Context, in *PutSettingsInput) (*SettingsOutput, error) {
-		version, err := parseETag(in.IfMatch)
+		if in.IfMatch == "" {
+			return nil, huma.NewError(http.StatusPreconditionRequired,
+				"If-Match is required: send the ETag of the settings you read, or * to replace whatever is there")
+		}
+		match, err := parseIfMatch(in.IfMatch)
 		if err != nil {
-			return nil, huma.Error400BadRequest("If-Match must be an ETag this API returned, like \"3\"")
+			return nil, huma.Error400BadRequest("If-Match must be * or a list of ETags, like \"3\"")
 		}
 		a, err := s.account(ctx, in.AppID)
 		if err != nil {
+			return nil, err
+		}
+		version, ok := match.version(a.Settings.Version)
+		if !ok {
+			err := huma.Error412PreconditionFailed("the settings changed since that version; read them again")
+			s.audit(ctx, "settings.update", a.AppID, a.TenantID, err, map[string]any{"if_match": in.IfMatch})
 			return nil, err
 		}
 		if in.Body.Settings == nil {
@@ -341,7 +354,7 @@ func (s *Server) registerAccounts() {
 		case err != nil:
 			err = s.internal(err)
 		}
-		s.audit(ctx, "settings.update", a.AppID, a.TenantID, err, map[string]any{"if_match": version})
+		s.audit(ctx, "settings.update", a.AppID, a.TenantID, err, map[string]any{"if_match": in.IfMatch})
 		if err != nil {
 			return nil, err
 		}
@@ -424,6 +437,63 @@ func settingsOutput(st db.Settings) (*SettingsOutput, error) {
 	}
 	out.Body.Version = st.Version
 	return out, nil
+}
+
+// ifMatch is a parsed If-Match header (RFC 9110, 13.1.1).
+type ifMatch struct {
+	any      bool    // "*": whatever version is current
+	versions []int64 // the strong ETags of versions this API writes
+}
+
+// parseIfMatch reads If-Match: "*", or a comma-separated list of entity tags. A weak tag
+// never matches (If-Match compares strongly) and a strong tag this API never writes matches
+// no version, but both are well-formed; anything else is an error.
+func parseIfMatch(v string) (ifMatch, error) {
+	if strings.Trim(v, " \t") == "*" {
+		return ifMatch{any: true}, nil
+	}
+	var m ifMatch
+	tags := 0
+	for el := range strings.SplitSeq(v, ",") {
+		el = strings.Trim(el, " \t")
+		if el == "" {
+			continue // lists may hold empty elements (RFC 9110, 5.6.1)
+		}
+		tag, weak := strings.CutPrefix(el, "W/")
+		if !opaqueTag(tag) {
+			return ifMatch{}, fmt.Errorf("%q is not an entity tag", el)
+		}
+		tags++
+		if n, err := parseETag(tag); err == nil && !weak {
+			m.versions = append(m.versions, n)
+		}
+	}
+	if tags == 0 {
+		return ifMatch{}, errors.New("no entity tag")
+	}
+	return m, nil
+}
+
+// opaqueTag reports whether t is a quoted opaque-tag: etagc characters between double quotes.
+func opaqueTag(t string) bool {
+	if len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+		return false
+	}
+	for _, c := range []byte(t[1 : len(t)-1]) {
+		if c != 0x21 && (c < 0x23 || c == 0x7f) {
+			return false
+		}
+	}
+	return true
+}
+
+// version is the version a change conditioned on m may replace, given the current one: the
+// write is then fenced on it, so a change in between still answers 412.
+func (m ifMatch) version(current int64) (int64, bool) {
+	if m.any || slices.Contains(m.versions, current) {
+		return current, true
+	}
+	return 0, false
 }
 
 // parseETag reads a strong ETag of the form "N".

@@ -96,8 +96,11 @@ func (s *Server) registerCredentials() {
 		OperationID: "get-access-token", Method: http.MethodGet, Path: "/v1/accounts/{appid}/access-token",
 		Summary: "Get an account's access token", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
 		Description: "Returns the current access token from memory. If the account has none that is valid (first " +
-			"fetch, refresh in progress), the request waits for the refresh for up to 10 s, then answers 503 with Retry-After.",
-		Errors: []int{401, 403, 404, 503},
+			"fetch, refresh in progress), the request waits for the refresh for up to 10 s, then answers 503 with Retry-After. " +
+			"When no refresh can help, it answers at once: 409 for an account that is disabled, revoked or whose " +
+			"configuration WeChat refuses (with WeChat's errcode), 503 with Retry-After until the next quota day when the " +
+			"day's calls are spent (problem types in docs/problems.md).",
+		Errors: []int{401, 403, 404, 409, 503},
 	}, func(ctx context.Context, in *AccessTokenInput) (*TokenOutput, error) {
 		cred, err := s.credential(ctx, in.AppID, "access_token", time.Duration(in.MinTTL)*time.Second)
 		if err != nil {
@@ -108,8 +111,9 @@ func (s *Server) registerCredentials() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-ticket", Method: http.MethodGet, Path: "/v1/accounts/{appid}/tickets/{type}",
 		Summary: "Get an account's ticket", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
-		Description: "Returns the current JS-SDK (jsapi), card (wx_card) or WeCom agent (agent_config) ticket. 404 if the account does not keep that ticket.",
-		Errors:      []int{401, 403, 404, 503},
+		Description: "Returns the current JS-SDK (jsapi), card (wx_card) or WeCom agent (agent_config) ticket. 404 if the account " +
+			"does not keep that ticket. Waits and fails like the access token.",
+		Errors: []int{401, 403, 404, 409, 503},
 	}, func(ctx context.Context, in *TicketInput) (*TicketOutput, error) {
 		cred, err := s.credential(ctx, in.AppID, ticketKinds[in.Type], 0)
 		if err != nil {
@@ -232,6 +236,9 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	if s.lasts(cred, minTTL) {
 		return cred, nil
 	}
+	if answered, err := s.unrefreshable(cred); answered {
+		return cred, err
+	}
 	requested := false
 	before := cred.Generation
 	deadline := time.NewTimer(s.cfg.RefreshWait)
@@ -279,7 +286,24 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		if s.lasts(cred, minTTL) || requested && cred.Generation > before && s.servable(cred, time.Now()) {
 			return cred, nil
 		}
+		if answered, err := s.unrefreshable(cred); answered {
+			return cred, err
+		}
 	}
+}
+
+// unrefreshable tells whether no refresh will help (see cannotRefresh), and then how to
+// answer at once: with the current value if it can still be promised (the best there is for
+// a min_ttl), or with the problem saying why there is none.
+func (s *Server) unrefreshable(cred db.CachedCredential) (answered bool, err error) {
+	now := time.Now()
+	if err := cannotRefresh(cred, now); err != nil {
+		if s.servable(cred, now) {
+			return true, nil
+		}
+		return true, err
+	}
+	return false, nil
 }
 
 // visible maps lookup errors and other tenants' accounts to API errors. Another tenant's

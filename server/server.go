@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,8 +109,30 @@ func New(store *db.Store, cfg Config) *Server {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(docsPage)
 	})
+	mux.HandleFunc("/", notRouted(mux))
 	s.handler = limitBodies(mux)
 	return s
+}
+
+// notRouted answers what no route takes with a problem document instead of the mux's plain
+// text: 405 with Allow when the path exists under other methods, 404 otherwise.
+func notRouted(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			writeProblem(w, http.StatusNotFound, "no operation at this path; see /openapi.json")
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", "))
+	}
 }
 
 // Handler is the node's HTTP handler.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,6 +140,63 @@ func TestConcurrentMissesReadTheDatabaseOnce(t *testing.T) {
 	require.Equal(t, int64(1), fresh.srv.Cache().Loads()-before, "200 concurrent misses, one database read")
 }
 
+func TestIfMatchFollowsRFC9110(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	version := 1
+	// Each row runs on the settings the rows before it left.
+	tests := []struct {
+		name, ifMatch string
+		status        int
+	}{
+		{"absent", "", http.StatusPreconditionRequired},
+		{"current", `"1"`, http.StatusOK},
+		{"the old one", `"1"`, http.StatusPreconditionFailed},
+		{"weak tags never match", `W/"2"`, http.StatusPreconditionFailed},
+		{"a list holding the current one", `"7", "2"`, http.StatusOK},
+		{"a list with empty elements", ` , "3",`, http.StatusOK},
+		{"a tag this API never writes", `"abc"`, http.StatusPreconditionFailed},
+		{"any version", `*`, http.StatusOK},
+		{"not an entity tag", `4`, http.StatusBadRequest},
+		{"a star in a list", `*, "5"`, http.StatusBadRequest},
+		{"an unquoted weak tag", `W/5`, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		var headers []string
+		if tt.ifMatch != "" {
+			headers = []string{"If-Match", tt.ifMatch}
+		}
+		res := n.call(t, adminKey, http.MethodPut, "/v1/accounts/"+appid(1)+"/settings",
+			map[string]any{"settings": map[string]any{"step": tt.name}}, headers...)
+		require.Equal(t, tt.status, res.status, "%s: %s", tt.name, res.text)
+		if res.status == http.StatusOK {
+			version++
+			require.Equal(t, fmt.Sprintf(`"%d"`, version), res.header.Get("ETag"), tt.name)
+			require.Equal(t, tt.name, res.json(t)["settings"].(map[string]any)["step"])
+		} else {
+			require.Equal(t, "application/problem+json", res.header.Get("Content-Type"), tt.name)
+		}
+	}
+	res := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/settings", nil)
+	require.Equal(t, fmt.Sprintf(`"%d"`, version), res.header.Get("ETag"), "refused changes wrote nothing")
+}
+
+func TestUnroutedRequestsAnswerProblemDocuments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	res := n.call(t, adminKey, http.MethodPut, "/v1/accounts/"+appid(1)+"/access-token", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, res.status, res.text)
+	require.Equal(t, "GET, HEAD", res.header.Get("Allow"))
+	require.Equal(t, "urn:wxhub:problem:method-not-allowed", res.json(t)["type"])
+	res = n.call(t, "", http.MethodGet, "/nothing/here", nil)
+	require.Equal(t, http.StatusNotFound, res.status, res.text)
+	require.Equal(t, "urn:wxhub:problem:not-found", res.json(t)["type"])
+}
+
 func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Hour, 5*time.Minute)
@@ -212,6 +271,76 @@ func TestInvalidateRefreshesOnlyForErrcodesThatSayTheTokenIsDead(t *testing.T) {
 	again, againGen := n.token(t, adminKey, appid(1))
 	require.Equal(t, tok, again)
 	require.Equal(t, gen, againGen)
+}
+
+func TestAnAccountNoRefreshCanHelpAnswersAtOnceWithTheReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second) // refresh wait 5 s
+	e.tenant(t, n, "acme")
+	get := func(appid string) (response, time.Duration) {
+		start := time.Now()
+		res := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid+"/access-token", nil)
+		return res, time.Since(start)
+	}
+
+	// Disabled before it ever had a token.
+	e.account(t, n, "acme", appid(1))
+	require.Equal(t, http.StatusOK, n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/disable", nil).status)
+	// A wrong secret: WeChat answers 40001 to stable_token.
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: appid(2), Secret: "the-real-secret"}))
+	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts", map[string]any{"appid": appid(2), "kind": "official_account",
+		"secret": "a-wrong-secret", "tenant": "acme"})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	// WeChat says the day's quota is spent.
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: appid(3), Secret: "secret-" + appid(3)}))
+	require.NoError(t, e.sim.SetFaults(wechatsim.Faults{AppID: appid(3), QuotaExhausted: true}))
+	res = n.call(t, adminKey, http.MethodPost, "/v1/accounts", map[string]any{"appid": appid(3), "kind": "official_account",
+		"secret": "secret-" + appid(3), "tenant": "acme", "token_mode": "classic"})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+
+	e.startWorker(t)
+	waitUntil(t, 10*time.Second, "the worker's first attempts", func() bool {
+		var failing, spent bool
+		for _, a := range []struct {
+			appid string
+			flag  *bool
+		}{{appid(2), &failing}, {appid(3), &spent}} {
+			r := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+a.appid, nil)
+			*a.flag = strings.Contains(r.text, `"status":"failing"`) || strings.Contains(r.text, "45009")
+		}
+		return failing && spent
+	})
+
+	res, took := get(appid(1))
+	require.Equal(t, http.StatusConflict, res.status, res.text)
+	require.Equal(t, "urn:wxhub:problem:account-disabled", res.json(t)["type"])
+	require.Less(t, took, 2*time.Second, "answered at once, not after the 5 s refresh wait")
+
+	res, took = get(appid(2))
+	require.Equal(t, http.StatusConflict, res.status, res.text)
+	require.Equal(t, "application/problem+json", res.header.Get("Content-Type"))
+	body := res.json(t)
+	require.Equal(t, "urn:wxhub:problem:account-failing", body["type"])
+	require.Equal(t, float64(40001), body["errcode"], "WeChat's errcode")
+	require.NotContains(t, res.text, "a-wrong-secret")
+	require.Less(t, took, 2*time.Second)
+
+	res, took = get(appid(3))
+	require.Equal(t, http.StatusServiceUnavailable, res.status, res.text)
+	body = res.json(t)
+	require.Equal(t, "urn:wxhub:problem:quota-exhausted", body["type"])
+	require.Equal(t, float64(45009), body["errcode"])
+	retry, err := strconv.Atoi(res.header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.Greater(t, retry, 60, "retry after the quota day turns (China midnight)")
+	require.Less(t, took, 2*time.Second)
+
+	// Fixed, the account is served again: a new secret clears the failure at once.
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(2), map[string]any{"secret": "the-real-secret"})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	tok, _ := n.token(t, adminKey, appid(2))
+	require.NotEmpty(t, tok)
 }
 
 func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {

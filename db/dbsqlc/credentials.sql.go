@@ -241,7 +241,8 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode
+       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
+       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = $1
@@ -266,10 +267,15 @@ type CredentialGetByAppIDRow struct {
 	Appid            string
 	AccountStatus    string
 	TokenMode        string
+	StatusReason     string
+	LastErrorCode    *int32
+	RefreshAt        *time.Time
+	Refreshing       bool
 }
 
 // CredentialGetByAppID is what API nodes load into their cache: the credential with its
-// account's identity and status, and whether a requested refresh is still pending.
+// account's identity and status, whether a requested refresh is still pending, and the last
+// failure with the next attempt, so a node can tell a client at once why no value comes.
 func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByAppIDParams) (CredentialGetByAppIDRow, error) {
 	row := q.db.QueryRow(ctx, credentialGetByAppID, arg.Appid, arg.Kind)
 	var i CredentialGetByAppIDRow
@@ -286,6 +292,10 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 		&i.Appid,
 		&i.AccountStatus,
 		&i.TokenMode,
+		&i.StatusReason,
+		&i.LastErrorCode,
+		&i.RefreshAt,
+		&i.Refreshing,
 	)
 	return i, err
 }
