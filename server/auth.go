@@ -10,7 +10,10 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"wxhub/db"
 )
@@ -58,11 +61,29 @@ func keyLookup(key string) (lookup string, hash []byte) {
 	return "h_" + hex.EncodeToString(sum[:8]), sum[:]
 }
 
-// checkKeyFormat rejects keys with wxhub's prefix and length whose checksum is wrong.
+// Bootstrap keys, chosen by an operator, are 16 to 256 visible ASCII characters.
+const (
+	minBootstrapKey = 16
+	maxBootstrapKey = 256
+)
+
+// checkKeyFormat refuses, before any lookup, what cannot be a key: a string with wxhub's
+// prefix that is not 72 lowercase hex characters with the right checksum, or any other
+// string that is not 16 to 256 visible ASCII characters (a bootstrap key).
 func checkKeyFormat(key string) error {
-	payload, ok := strings.CutPrefix(key, keyPrefix)
-	if ok && len(payload) == 72 && checksum(payload[:64]) != payload[64:] {
+	if payload, ok := strings.CutPrefix(key, keyPrefix); ok {
+		if len(payload) != 72 || strings.Trim(payload, "0123456789abcdef") != "" || checksum(payload[:64]) != payload[64:] {
+			return errMalformedKey
+		}
+		return nil
+	}
+	if len(key) < minBootstrapKey || len(key) > maxBootstrapKey {
 		return errMalformedKey
+	}
+	for _, c := range []byte(key) {
+		if c < 0x21 || c > 0x7e {
+			return errMalformedKey
+		}
 	}
 	return nil
 }
@@ -100,10 +121,14 @@ type keyCache struct {
 	mu          sync.Mutex
 	byKey       map[[32]byte]keyEntry
 	touch       sync.Map // key id → time of the last last_used_at update
+	// failures limits, per client address, lookups of keys that turned out unknown.
+	failures *addrLimiter
+	lookups  atomic.Int64
 }
 
-func newKeyCache(store *db.Store, bound time.Duration, log *slog.Logger) *keyCache {
-	return &keyCache{store: store, log: log, bound: bound, byKey: map[[32]byte]keyEntry{}}
+func newKeyCache(store *db.Store, bound time.Duration, log *slog.Logger, failuresPerSecond float64) *keyCache {
+	return &keyCache{store: store, log: log, bound: bound, byKey: map[[32]byte]keyEntry{},
+		failures: newAddrLimiter(failuresPerSecond)}
 }
 
 func (k *keyCache) sessionStarted() {
@@ -123,10 +148,15 @@ func (k *keyCache) revoked(lookup string) {
 	}
 }
 
-var errBadKey = errors.New("unknown, revoked or expired API key")
+var (
+	errBadKey         = errors.New("unknown, revoked or expired API key")
+	errTooManyBadKeys = errors.New("too many unknown API keys from this address; slow down")
+)
 
-// authenticate resolves a bearer key to its principal.
-func (k *keyCache) authenticate(ctx context.Context, key string, listenerUp bool) (Principal, error) {
+// authenticate resolves a bearer key to its principal. addr is the client's address: the
+// database is asked about a key not cached only while that address has not sent too many
+// unknown keys.
+func (k *keyCache) authenticate(ctx context.Context, key, addr string, listenerUp bool) (Principal, error) {
 	if err := checkKeyFormat(key); err != nil {
 		return Principal{}, err
 	}
@@ -138,8 +168,15 @@ func (k *keyCache) authenticate(ctx context.Context, key string, listenerUp bool
 	epoch, revocations := k.epoch, k.revocations
 	k.mu.Unlock()
 	if !ok || e.epoch != epoch || (!listenerUp && now.Sub(e.loadedAt) > k.bound) {
+		if k.failures.exhausted(addr, now) {
+			return Principal{}, errTooManyBadKeys
+		}
+		k.lookups.Add(1)
 		stored, err := k.store.GetAPIKey(ctx, lookup)
-		if errors.Is(err, db.ErrNotFound) {
+		if errors.Is(err, db.ErrNotFound) || err == nil && subtle.ConstantTimeCompare(stored.Hash, hash) != 1 {
+			// Only keys whose hash matched are cached: keys sharing a real key's lookup
+			// prefix must not grow the cache.
+			k.failures.failed(addr, now)
 			return Principal{}, errBadKey
 		}
 		if err != nil {
@@ -177,4 +214,61 @@ func (k *keyCache) touchLater(id int64, now time.Time) {
 			k.log.Warn("last_used_at not recorded", "key_id", id, "err", err)
 		}
 	}()
+}
+
+// entries is how many keys the cache holds.
+func (k *keyCache) entries() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.byKey)
+}
+
+// addrLimiter is a token bucket per client address, spent by failures only: an address that
+// has sent no unknown key is never limited, one that sends many is refused before they reach
+// the database.
+type addrLimiter struct {
+	perSecond float64 // negative: no limit
+	mu        sync.Mutex
+	byAddr    map[string]*rate.Limiter
+}
+
+func newAddrLimiter(perSecond float64) *addrLimiter {
+	return &addrLimiter{perSecond: perSecond, byAddr: map[string]*rate.Limiter{}}
+}
+
+// exhausted reports whether addr has no failure left to spend now.
+func (a *addrLimiter) exhausted(addr string, now time.Time) bool {
+	if a.perSecond < 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.byAddr[addr]
+	return ok && l.TokensAt(now) < 1
+}
+
+// failed spends one failure of addr.
+func (a *addrLimiter) failed(addr string, now time.Time) {
+	if a.perSecond < 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.byAddr[addr]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(a.perSecond), int(max(1, 2*a.perSecond)))
+		a.byAddr[addr] = l
+	}
+	l.AllowN(now, 1)
+}
+
+// prune forgets addresses whose bucket is full again: they are as if never seen.
+func (a *addrLimiter) prune(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for addr, l := range a.byAddr {
+		if l.TokensAt(now) >= float64(l.Burst()) {
+			delete(a.byAddr, addr)
+		}
+	}
 }

@@ -45,12 +45,19 @@ type Cache struct {
 	// before a change committed is not installed over it.
 	notified        map[accountKind]notifiedGen
 	accountNotified map[int64]time.Time // when each account last changed, for recent changes
-	waiters         map[accountKind]chan struct{}
+	waiters         map[accountKind]waiter
 
 	group   singleflight.Group
 	epoch   atomic.Uint64 // incremented by every new listener session
 	aliveAt atomic.Int64  // unix nanoseconds of the last proof the listener session is alive
 	loads   atomic.Int64
+}
+
+// waiter is the channel closed at the next notification of a credential, and when a
+// request last asked for it.
+type waiter struct {
+	ch    chan struct{}
+	asked time.Time
 }
 
 type notifiedGen struct {
@@ -67,7 +74,7 @@ func NewCache(store *db.Store, bound time.Duration) *Cache {
 		byAccount:       map[int64]map[credKey]struct{}{},
 		notified:        map[accountKind]notifiedGen{},
 		accountNotified: map[int64]time.Time{},
-		waiters:         map[accountKind]chan struct{}{},
+		waiters:         map[accountKind]waiter{},
 	}
 }
 
@@ -158,12 +165,13 @@ func (c *Cache) Changed(accountID int64, kind string) <-chan struct{} {
 	ak := accountKind{accountID, kind}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch, ok := c.waiters[ak]
+	w, ok := c.waiters[ak]
 	if !ok {
-		ch = make(chan struct{})
-		c.waiters[ak] = ch
+		w.ch = make(chan struct{})
 	}
-	return ch
+	w.asked = time.Now()
+	c.waiters[ak] = w
+	return w.ch
 }
 
 // credentialChanged handles a NOTIFY for one credential: entries of that generation or
@@ -182,8 +190,8 @@ func (c *Cache) credentialChanged(accountID int64, kind string, generation int64
 			delete(c.entries, k)
 		}
 	}
-	if ch, ok := c.waiters[ak]; ok {
-		close(ch)
+	if w, ok := c.waiters[ak]; ok {
+		close(w.ch)
 		delete(c.waiters, ak)
 	}
 }
@@ -216,11 +224,19 @@ func (c *Cache) alive() { c.aliveAt.Store(time.Now().UnixNano()) }
 // last read until a new session starts.
 func (c *Cache) sessionEnded() { c.aliveAt.Store(0) }
 
-// forgetOldNotifications drops remembered notifications that no load in flight can race
-// with any more (loads time out after 10 s).
-func (c *Cache) forgetOldNotifications(olderThan time.Time) {
+// forget drops what is older than olderThan: remembered notifications, which no load in
+// flight can race with any more (loads time out after 10 s), and the channels of
+// credentials no request has waited for since, which no notification may ever close (a
+// request still holding one falls back on its periodic read). The node calls it on a
+// timer, so a busy listener does not grow these maps.
+func (c *Cache) forget(olderThan time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for ak, w := range c.waiters {
+		if w.asked.Before(olderThan) {
+			delete(c.waiters, ak)
+		}
+	}
 	for ak, n := range c.notified {
 		if n.at.Before(olderThan) {
 			delete(c.notified, ak)
@@ -231,4 +247,11 @@ func (c *Cache) forgetOldNotifications(olderThan time.Time) {
 			delete(c.accountNotified, id)
 		}
 	}
+}
+
+// sizes is how many notifications, account changes and waiters the cache remembers.
+func (c *Cache) sizes() (notified, accounts, waiters int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.notified), len(c.accountNotified), len(c.waiters)
 }

@@ -35,9 +35,9 @@ import (
 // FuzzKeyFormat checks the API key format functions on arbitrary strings and
 // on wxhub keys with one character changed: keyLookup is deterministic, hashes
 // the whole key and never takes anything from a wxhub key's secret part;
-// checkKeyFormat refuses exactly the keys with wxhub's prefix and length and a
-// wrong checksum; and a single changed character of a wxhub key is caught by
-// the checksum or lands on another lookup and hash.
+// checkKeyFormat refuses exactly what fuzzMalformedKey calls malformed; and a
+// single changed character of a wxhub key is caught by the checksum or lands on
+// another lookup and hash.
 func FuzzKeyFormat(f *testing.F) {
 	for _, s := range []string{
 		"",
@@ -74,7 +74,7 @@ func FuzzKeyFormat(f *testing.F) {
 		case !wxhub && lookup != "h_"+hex.EncodeToString(hash[:8]):
 			t.Fatalf("keyLookup(%q) = %q, want h_ and a hash prefix", key, lookup)
 		}
-		wantErr := wxhub && checksum(payload[:64]) != payload[64:]
+		wantErr := fuzzMalformedKey(key)
 		if err := checkKeyFormat(key); (err != nil) != wantErr {
 			t.Fatalf("checkKeyFormat(%q) = %v, want an error: %t", key, err, wantErr)
 		}
@@ -92,6 +92,32 @@ func FuzzKeyFormat(f *testing.F) {
 			fuzzCheckWellFormedKey(t, k, pos, c)
 		}
 	})
+}
+
+// fuzzMalformedKey is the reference for what can be no key: with wxhub's prefix,
+// anything but 72 lowercase hex digits ending in the checksum of the first 64;
+// without it (a bootstrap key), anything but 16 to 256 visible ASCII characters.
+func fuzzMalformedKey(key string) bool {
+	if payload, ok := strings.CutPrefix(key, keyPrefix); ok {
+		if len(payload) != 72 {
+			return true
+		}
+		for _, c := range payload {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return true
+			}
+		}
+		return checksum(payload[:64]) != payload[64:]
+	}
+	if len(key) < 16 || len(key) > 256 {
+		return true
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] <= ' ' || key[i] > '~' {
+			return true
+		}
+	}
+	return false
 }
 
 // fuzzWellFormedKey makes a key the way NewKey does, from 32 bytes taken from

@@ -164,10 +164,8 @@ func keyBody(k db.APIKey) APIKeyBody {
 // for compose files and scripts that need a known key.
 func EnsureBootstrapKey(ctx context.Context, store *db.Store, key string) error {
 	if err := checkKeyFormat(key); err != nil {
-		return errors.New("WXHUB_BOOTSTRAP_ADMIN_KEY looks like a wxhub key but its checksum is wrong")
-	}
-	if len(key) < 16 {
-		return errors.New("WXHUB_BOOTSTRAP_ADMIN_KEY is shorter than 16 characters")
+		return errors.New("WXHUB_BOOTSTRAP_ADMIN_KEY must be a key wxhub made (wxh_…, checksum included) " +
+			"or 16 to 256 visible ASCII characters without spaces")
 	}
 	lookup, hash := keyLookup(key)
 	return store.EnsureAdminKey(ctx, lookup, hash, "bootstrap (WXHUB_BOOTSTRAP_ADMIN_KEY)")

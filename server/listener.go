@@ -110,7 +110,6 @@ func (l *Listener) session(ctx context.Context) error {
 	l.cache.sessionStarted()
 	l.keys.sessionStarted()
 	pingEvery, pingTimeout := l.bound/3, l.bound/6
-	lastPrune := time.Now()
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, pingEvery)
 		n, err := conn.WaitForNotification(waitCtx)
@@ -133,10 +132,6 @@ func (l *Listener) session(ctx context.Context) error {
 			return errors.Join(errSessionWasUp, err)
 		}
 		l.cache.alive()
-		if time.Since(lastPrune) > time.Minute {
-			l.cache.forgetOldNotifications(time.Now().Add(-time.Minute))
-			lastPrune = time.Now()
-		}
 	}
 }
 

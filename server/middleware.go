@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -36,11 +37,19 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, "missing bearer API key")
 		return
 	}
-	p, err := s.keys.authenticate(ctx.Context(), key, s.listener.Connected())
+	addr := ctx.RemoteAddr()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	p, err := s.keys.authenticate(ctx.Context(), key, addr, s.listener.Connected())
 	switch {
 	case err == errBadKey || err == errMalformedKey:
 		ctx.SetHeader("WWW-Authenticate", `Bearer realm="wxhub", error="invalid_token"`)
 		_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, err.Error())
+		return
+	case err == errTooManyBadKeys:
+		ctx.SetHeader("Retry-After", "1")
+		_ = huma.WriteErr(s.api, ctx, http.StatusTooManyRequests, err.Error())
 		return
 	case err != nil:
 		s.log.Error("authenticate", "err", err)

@@ -46,6 +46,11 @@ type Config struct {
 	// RateLimit is how many requests per second one API key may make to this node, with
 	// bursts of twice that [1000]; negative disables the limit.
 	RateLimit float64
+	// BadKeyRate is how many unknown API keys per second one client address may send, with
+	// bursts of twice that, before the keys it sends that the node has not cached are
+	// answered 429 without a database lookup [5]; negative disables the limit. Known keys
+	// from an address that sends none are never limited by it.
+	BadKeyRate float64
 	// Logger receives structured logs [slog.Default()].
 	Logger *slog.Logger
 	// Registry receives the node's metrics and is served at /metrics [a new registry].
@@ -86,6 +91,9 @@ func New(store *db.Store, cfg Config) *Server {
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = 1000
 	}
+	if cfg.BadKeyRate == 0 {
+		cfg.BadKeyRate = 5
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -94,7 +102,7 @@ func New(store *db.Store, cfg Config) *Server {
 	}
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger}
 	s.cache = NewCache(store, cfg.StalenessBound)
-	s.keys = newKeyCache(store, cfg.StalenessBound, cfg.Logger)
+	s.keys = newKeyCache(store, cfg.StalenessBound, cfg.Logger, cfg.BadKeyRate)
 	s.listener = &Listener{url: cfg.ListenerURL, cache: s.cache, keys: s.keys, bound: cfg.StalenessBound, log: cfg.Logger}
 	s.metrics = newAPIMetrics(cfg.Registry, s)
 
@@ -144,10 +152,31 @@ func (s *Server) Cache() *Cache { return s.cache }
 // Listener exposes the LISTEN session, for readiness and tests.
 func (s *Server) Listener() *Listener { return s.listener }
 
-// Run keeps the listener connected until ctx ends.
+// Run keeps the listener connected until ctx ends, and meanwhile, once a minute, forgets
+// what the node no longer needs: notifications older than a minute, credentials no request
+// waited for in that time, client addresses that stopped sending unknown keys.
 func (s *Server) Run(ctx context.Context) {
+	go func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				s.cache.forget(now.Add(-time.Minute))
+				s.keys.failures.prune(now)
+			}
+		}
+	}()
 	s.listener.Run(ctx)
 }
+
+// KeyLookups is how many times this node asked the database about an API key.
+func (s *Server) KeyLookups() int64 { return s.keys.lookups.Load() }
+
+// KeyCacheEntries is how many API keys this node holds in memory.
+func (s *Server) KeyCacheEntries() int { return s.keys.entries() }
 
 // ready answers 200 when the database answers and the listener is connected.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {

@@ -28,6 +28,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	wait := fs.Duration("refresh-wait", 10*time.Second, "how long a request waits for a missing or expired credential before 503")
 	overlap := fs.Duration("overlap", 300*time.Second, "how long WeChat accepts a replaced token, as given to the workers (change only against a simulator)")
 	rateLimit := fs.Float64("rate-limit", 1000, "requests per second one API key may make to this node (bursts of twice that); negative disables")
+	badKeyRate := fs.Float64("bad-key-rate", 5, "unknown API keys per second one client address may send (bursts of twice that) before its keys the node has not cached are answered 429 without a database lookup; negative disables")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub serve [flags]\n\nNeeds WXHUB_KEYS; WXHUB_BOOTSTRAP_ADMIN_KEY, if set, makes sure an admin key with that value exists.")
@@ -38,6 +39,9 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %s", errUsage, strings.Join(fs.Args(), " "))
+	}
+	if *badKeyRate == 0 {
+		return fmt.Errorf("%w: --bad-key-rate 0 would refuse every key not yet cached after one mistake; use a negative value to disable it", errUsage)
 	}
 	if *rateLimit == 0 {
 		return fmt.Errorf("%w: --rate-limit 0 would refuse everything; use a negative value to disable it", errUsage)
@@ -76,7 +80,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, Logger: logger})
+	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, BadKeyRate: *badKeyRate, Logger: logger})
 	logger.Info("API listening", "addr", ln.Addr().String())
 	return runAPI(ctx, srv, ln)
 }
