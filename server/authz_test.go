@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,30 +22,31 @@ type authzCase struct {
 	admin        int // status for an admin key
 	own          int // a tenant key, on its own tenant's account
 	other        int // a tenant key, on another tenant's account
+	missing      int // a tenant key, on an appid no account has
 }
 
 // authzCases has a row for every operation in the OpenAPI document; a new operation without a
 // row fails TestEveryOperationIsAuthorized.
 var authzCases = map[string]authzCase{
-	"get-access-token":        {method: "GET", path: "/v1/accounts/{appid}/access-token", admin: 200, own: 200, other: 404},
-	"get-ticket":              {method: "GET", path: "/v1/accounts/{appid}/tickets/jsapi", admin: 200, own: 200, other: 404},
-	"invalidate-access-token": {method: "POST", path: "/v1/accounts/{appid}/access-token/invalidate", body: map[string]any{"access_token": "not-the-current-one"}, admin: 200, own: 200, other: 404},
-	"create-jssdk-config":     {method: "POST", path: "/v1/accounts/{appid}/jssdk-config", body: map[string]any{"url": "https://example.com/"}, admin: 200, own: 200, other: 404},
-	"create-account":          {method: "POST", path: "/v1/accounts", body: map[string]any{"appid": "{appid}x", "kind": "mini_program", "secret": "s", "tenant": "own"}, admin: 201, own: 403, other: 403},
-	"list-accounts":           {method: "GET", path: "/v1/accounts", admin: 200, own: 200, other: 200},
-	"get-account":             {method: "GET", path: "/v1/accounts/{appid}", admin: 200, own: 200, other: 404},
-	"update-account":          {method: "PATCH", path: "/v1/accounts/{appid}", body: map[string]any{"daily_limits": map[string]int{"stable_token": 1000}}, admin: 200, own: 403, other: 403},
-	"disable-account":         {method: "POST", path: "/v1/accounts/{appid}/disable", admin: 200, own: 403, other: 403},
-	"enable-account":          {method: "POST", path: "/v1/accounts/{appid}/enable", admin: 200, own: 403, other: 403},
-	"delete-account":          {method: "DELETE", path: "/v1/accounts/{appid}", admin: 204, own: 403, other: 403},
-	"get-settings":            {method: "GET", path: "/v1/accounts/{appid}/settings", admin: 200, own: 200, other: 404},
-	"put-settings":            {method: "PUT", path: "/v1/accounts/{appid}/settings", body: map[string]any{"settings": map[string]any{"a": 1}}, headers: []string{"If-Match", `"1"`}, admin: 200, own: 200, other: 404},
-	"create-api-key":          {method: "POST", path: "/v1/api-keys", body: map[string]any{"name": "k", "role": "admin"}, admin: 201, own: 403, other: 403},
-	"list-api-keys":           {method: "GET", path: "/v1/api-keys", admin: 200, own: 403, other: 403},
-	"revoke-api-key":          {method: "DELETE", path: "/v1/api-keys/{id}", admin: 204, own: 403, other: 403},
-	"create-tenant":           {method: "POST", path: "/v1/tenants", body: map[string]any{"name": "{appid}"}, admin: 201, own: 403, other: 403},
-	"list-tenants":            {method: "GET", path: "/v1/tenants", admin: 200, own: 403, other: 403},
-	"list-audit-log":          {method: "GET", path: "/v1/audit-log", admin: 200, own: 403, other: 403},
+	"get-access-token":        {method: "GET", path: "/v1/accounts/{appid}/access-token", admin: 200, own: 200, other: 404, missing: 404},
+	"get-ticket":              {method: "GET", path: "/v1/accounts/{appid}/tickets/jsapi", admin: 200, own: 200, other: 404, missing: 404},
+	"invalidate-access-token": {method: "POST", path: "/v1/accounts/{appid}/access-token/invalidate", body: map[string]any{"access_token": "not-the-current-one"}, admin: 200, own: 200, other: 404, missing: 404},
+	"create-jssdk-config":     {method: "POST", path: "/v1/accounts/{appid}/jssdk-config", body: map[string]any{"url": "https://example.com/"}, admin: 200, own: 200, other: 404, missing: 404},
+	"create-account":          {method: "POST", path: "/v1/accounts", body: map[string]any{"appid": "{appid}x", "kind": "mini_program", "secret": "s", "tenant": "own"}, admin: 201, own: 403, other: 403, missing: 403},
+	"list-accounts":           {method: "GET", path: "/v1/accounts", admin: 200, own: 200, other: 200, missing: 200},
+	"get-account":             {method: "GET", path: "/v1/accounts/{appid}", admin: 200, own: 200, other: 404, missing: 404},
+	"update-account":          {method: "PATCH", path: "/v1/accounts/{appid}", body: map[string]any{"daily_limits": map[string]int{"stable_token": 1000}}, admin: 200, own: 403, other: 403, missing: 403},
+	"disable-account":         {method: "POST", path: "/v1/accounts/{appid}/disable", admin: 200, own: 403, other: 403, missing: 403},
+	"enable-account":          {method: "POST", path: "/v1/accounts/{appid}/enable", admin: 200, own: 403, other: 403, missing: 403},
+	"delete-account":          {method: "DELETE", path: "/v1/accounts/{appid}", admin: 204, own: 403, other: 403, missing: 403},
+	"get-settings":            {method: "GET", path: "/v1/accounts/{appid}/settings", admin: 200, own: 200, other: 404, missing: 404},
+	"put-settings":            {method: "PUT", path: "/v1/accounts/{appid}/settings", body: map[string]any{"settings": map[string]any{"a": 1}}, headers: []string{"If-Match", `"1"`}, admin: 200, own: 200, other: 404, missing: 404},
+	"create-api-key":          {method: "POST", path: "/v1/api-keys", body: map[string]any{"name": "k", "role": "admin"}, admin: 201, own: 403, other: 403, missing: 403},
+	"list-api-keys":           {method: "GET", path: "/v1/api-keys", admin: 200, own: 403, other: 403, missing: 403},
+	"revoke-api-key":          {method: "DELETE", path: "/v1/api-keys/{id}", admin: 204, own: 403, other: 403, missing: 403},
+	"create-tenant":           {method: "POST", path: "/v1/tenants", body: map[string]any{"name": "{appid}"}, admin: 201, own: 403, other: 403, missing: 403},
+	"list-tenants":            {method: "GET", path: "/v1/tenants", admin: 200, own: 403, other: 403, missing: 403},
+	"list-audit-log":          {method: "GET", path: "/v1/audit-log", admin: 200, own: 403, other: 403, missing: 403},
 }
 
 func TestEveryOperationIsAuthorized(t *testing.T) {
@@ -104,7 +107,12 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "{appid}", strings.ToLower(account))), &m))
 				body = m
 			}
-			return n.call(t, key, c.method, path, body, c.headers...).status
+			before := fingerprint(t, e)
+			status := n.call(t, key, c.method, path, body, c.headers...).status
+			if status >= 400 {
+				require.Equal(t, before, fingerprint(t, e), "%s answered %d and changed what the API can change", id, status)
+			}
+			return status
 		}
 		t.Run(id, func(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, request("", target("own")), "no key")
@@ -114,8 +122,26 @@ func TestEveryOperationIsAuthorized(t *testing.T) {
 			require.Equal(t, c.admin, request(adminKey, target("own")), "admin key")
 			require.Equal(t, c.own, request(ownKey, target("own")), "tenant key, own account")
 			require.Equal(t, c.other, request(ownKey, target("other")), "tenant key, other tenant's account")
+			require.Equal(t, c.missing, request(ownKey, "wxmissing"+strconv.Itoa(i)), "tenant key, missing appid")
 		})
 	}
+}
+
+// fingerprint sums up what API calls can write (not what the worker writes, nor the
+// last use of a key, which any authenticated call updates): a refused call must leave it as
+// it was.
+func fingerprint(t *testing.T, e *env) string {
+	t.Helper()
+	var out string
+	err := pool(t, e).QueryRow(context.Background(), `SELECT concat_ws(' ',
+		(SELECT count(*) FROM tenants),
+		(SELECT count(*) || '/' || count(revoked_at) FROM api_keys),
+		(SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') || '/' || coalesce(sum(settings_version), 0) || '/' ||
+			string_agg(status, ',' ORDER BY id) FROM accounts),
+		(SELECT coalesce(max(last_request_at)::text, '') FROM credentials),
+		(SELECT count(*) FROM audit_log))`).Scan(&out)
+	require.NoError(t, err)
+	return out
 }
 
 func jsonID(m map[string]any) string {
@@ -158,5 +184,30 @@ func TestRevokedKeyIsRefusedOnEveryNode(t *testing.T) {
 		waitUntil(t, 3*time.Second, "revocation on every node", func() bool {
 			return n.call(t, key, http.MethodGet, "/v1/accounts", nil).status == http.StatusUnauthorized
 		})
+	}
+}
+
+func TestAMissingAndAForeignAppidCostTheSame(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "own")
+	e.tenant(t, n, "other")
+	e.account(t, n, "other", appid(2))
+	n.token(t, adminKey, appid(2)) // cached on the node
+	key := e.tenantKey(t, n, "own")
+	require.Equal(t, http.StatusOK, n.call(t, key, http.MethodGet, "/v1/accounts", nil).status, "the key is cached")
+
+	reads := func(appid string) int64 {
+		before := n.srv.Cache().Loads()
+		res := n.call(t, key, http.MethodGet, "/v1/accounts/"+appid+"/access-token", nil)
+		require.Equal(t, http.StatusNotFound, res.status, res.text)
+		require.Equal(t, "no such account or credential", res.json(t)["detail"])
+		return n.srv.Cache().Loads() - before
+	}
+	for range 3 {
+		require.Equal(t, int64(1), reads(appid(2)), "another tenant's appid: one database read, though it is cached")
+		require.Equal(t, int64(1), reads("wxnosuchaccount"), "a missing appid: one database read")
 	}
 }

@@ -230,6 +230,11 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		return db.CachedCredential{}, err
 	}
 	cred, err := s.cache.Get(ctx, appid, kind)
+	if err == nil && !p.mayAccess(cred.TenantID) {
+		// A refusal is made on a fresh read, like a missing account's: the work, and so the
+		// time, of a 404 does not tell a tenant key whether another tenant's appid exists.
+		cred, err = s.cache.Reload(ctx, appid, kind)
+	}
 	if err := s.visible(p, cred, err); err != nil {
 		return db.CachedCredential{}, err
 	}
