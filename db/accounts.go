@@ -420,6 +420,22 @@ type CachedCredential struct {
 	RefreshAt     *time.Time
 	// Refreshing is true while a worker holds a claim on the credential.
 	Refreshing bool
+	// FetchMayHaveStarted is true when a claim was made that has not ended (its worker may be
+	// fetching, or have vanished mid-fetch) or a fetch's answer was lost: WeChat may have
+	// issued a replacement wxhub has not stored. ReadAt is the database's time at the read.
+	FetchMayHaveStarted bool
+	ReadAt              time.Time
+}
+
+// Promise is how long a client may rely on the value as read: PromisedUntil, except that a
+// rotating value whose replacement is overdue, with no fetch that may have begun, works
+// until the overlap after the read, since every fetch of its replacement comes after it.
+func (c CachedCredential) Promise(overlap time.Duration) time.Time {
+	replaceNotBefore := c.ReplaceNotBefore
+	if replaceNotBefore != nil && !c.FetchMayHaveStarted && c.ReadAt.After(*replaceNotBefore) {
+		replaceNotBefore = &c.ReadAt
+	}
+	return PromisedUntil(c.ExpiresAt, replaceNotBefore, c.Rotates, overlap)
 }
 
 // QuotaSpent reports whether the credential waits for the next quota day: WeChat answered
@@ -450,8 +466,8 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 	c := CachedCredential{AccountID: row.AccountID, TenantID: row.TenantID, AppID: row.Appid, Kind: row.Kind,
 		AccountStatus: row.AccountStatus, Generation: row.Generation, ReplaceNotBefore: row.ReplaceNotBefore,
 		RefreshRequested: row.RefreshRequested, StatusReason: row.StatusReason, RefreshAt: row.RefreshAt,
-		Refreshing: row.Refreshing,
-		Rotates:    row.Kind != "access_token" || row.TokenMode == "classic"}
+		Refreshing: row.Refreshing, FetchMayHaveStarted: row.FetchMayHaveStarted, ReadAt: row.ReadAt,
+		Rotates: row.Kind != "access_token" || row.TokenMode == "classic"}
 	if row.LastErrorCode != nil {
 		c.LastErrorCode = int(*row.LastErrorCode)
 	}

@@ -340,11 +340,14 @@ WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kind
 
 -- name: CredentialGetByAppID :one
 -- CredentialGetByAppID is what API nodes load into their cache: the credential with its
--- account's identity and status, whether a requested refresh is still pending, and the last
--- failure with the next attempt, so a node can tell a client at once why no value comes.
+-- account's identity and status, whether a requested refresh is still pending, the last
+-- failure with the next attempt, so a node can tell a client at once why no value comes, and
+-- whether a fetch of a replacement may have begun before the read (read_at, the database's
+-- time at the start of the read).
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
        c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
-       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing
+       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
+       (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = @appid

@@ -196,12 +196,12 @@ func secondsLeft(t time.Time) int64 { return max(0, int64(time.Until(t)/time.Sec
 const minPromise = time.Second
 
 // goodUntil is how long a client may rely on a value handed out at now: what the database
-// promises (db.PromisedUntil), and for a value whose replacement kills it, no later than the
+// promises (db.CachedCredential.Promise), and for a value whose replacement kills it, no later than the
 // overlap after the staleness bound. A refresh requested through another node is announced
 // by a notification, but a node may learn of it only up to the staleness bound later; a
 // promise counted from now minus that bound still ends before the value dies.
 func (s *Server) goodUntil(c db.CachedCredential, now time.Time) time.Time {
-	good := db.PromisedUntil(c.ExpiresAt, c.ReplaceNotBefore, c.Rotates, s.cfg.Overlap)
+	good := c.Promise(s.cfg.Overlap)
 	if c.Rotates {
 		if end := now.Add(s.cfg.Overlap - s.cfg.StalenessBound); end.Before(good) {
 			return end
@@ -244,7 +244,7 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 	if answered, err := s.unrefreshable(cred); answered {
 		return cred, err
 	}
-	requested := false
+	requested, asked := false, false
 	before := cred.Generation
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
@@ -261,6 +261,7 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 			if err != nil {
 				s.log.Error("request refresh", "appid", appid, "credential", kind, "err", err)
 			} else if did {
+				asked = true
 				reason := "min_ttl"
 				if !servable {
 					reason = "expired"
@@ -289,6 +290,11 @@ func (s *Server) credential(ctx context.Context, appid, kind string, minTTL time
 		// A refreshed value answers min_ttl as well as it can: a rotating value is never
 		// promised longer than the overlap, whatever min_ttl asks.
 		if s.lasts(cred, minTTL) || requested && cred.Generation > before && s.servable(cred, time.Now()) {
+			return cred, nil
+		}
+		// The refresh this request asked for ended and kept the value (a stable token, which
+		// WeChat renews only near its expiry): it is the best there is for min_ttl.
+		if asked && cred.Generation == before && !cred.RefreshRequested && !cred.Refreshing && s.servable(cred, time.Now()) {
 			return cred, nil
 		}
 		if answered, err := s.unrefreshable(cred); answered {

@@ -78,6 +78,12 @@ func TestARequestedRefreshShortensWhatEveryNodePromises(t *testing.T) {
 	requested := time.Now()
 	r := n1.call(t, adminKey, http.MethodGet, "/v1/accounts/wxpromise/access-token?min_ttl=1800", nil)
 	require.Equal(t, http.StatusOK, r.status, r.text)
+	// A worker claims the requested refresh (claims notify nobody): from now on it may fetch
+	// the replacement at any moment.
+	res, err = e.store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
+		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 100, Rotates: true}, nil }})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
 
 	// Node 2's listener is alive, so it reads nothing again on its own; the request's
 	// notification alone stops it from promising past the overlap after the request.
@@ -120,7 +126,7 @@ func TestANodeNeverHandsOutAValueWhosePromiseHasRunOut(t *testing.T) {
 	// that vanished since), so WeChat may kill it half a second from now. A node started
 	// after the change reads it, without racing a notification.
 	_, err := pool(t, e).Exec(context.Background(), `UPDATE accounts SET status = 'disabled' WHERE appid = 'wxrunout';
-		UPDATE credentials SET replace_not_before = now() - interval '7.5 seconds', refresh_at = NULL
+		UPDATE credentials SET replace_not_before = now() - interval '7.5 seconds', refresh_at = NULL, claimed_by = 'vanished'
 		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxrunout')`)
 	require.NoError(t, err)
 	n = e.startNodeWith(t, cfg)
@@ -128,4 +134,36 @@ func TestANodeNeverHandsOutAValueWhosePromiseHasRunOut(t *testing.T) {
 	require.Equal(t, http.StatusConflict, res.status, "a token with less than a second of promise left is not handed out: %s", res.text)
 	require.Equal(t, "urn:wxhub:problem:account-disabled", res.json(t)["type"], "and no refresh will come: the account is disabled")
 	require.NotContains(t, res.text, "access_token")
+}
+
+func TestAnOverdueClassicTokenNoFetchHasReachedIsServedAtOnce(t *testing.T) {
+	t.Parallel()
+	e, cfg := classicEnv(t, "wxoverdue")
+	ctx := context.Background()
+	res, err := e.store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
+		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 100, Rotates: true}, nil }})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
+	_, _, err = e.store.WriteCredential(ctx, res.Claims[0], db.Write{Value: "token-1", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: promiseOverlap})
+	require.NoError(t, err)
+	// Its replacement was due 30 s ago, more than the overlap, and no worker has claimed it
+	// (none runs): every fetch of the replacement comes after a read now, so the token works
+	// for the overlap after it.
+	_, err = pool(t, e).Exec(ctx, `UPDATE credentials SET replace_not_before = now() - interval '30 seconds'
+		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxoverdue')`)
+	require.NoError(t, err)
+	n := e.startNodeWith(t, cfg)
+	start := time.Now()
+	until, _ := promised(t, n, "wxoverdue")
+	require.Less(t, time.Since(start), cfg.RefreshWait/2, "answered at once, without waiting for a refresh")
+	require.WithinDuration(t, start.Add(promiseOverlap-promiseBound), until, time.Second)
+
+	// With a claim recorded, a fetch may have reached WeChat 30 s ago and killed the token
+	// since: it is not handed out, and with no worker the wait ends in a 503.
+	_, err = pool(t, e).Exec(ctx, `UPDATE credentials SET claimed_by = 'vanished'
+		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxoverdue')`)
+	require.NoError(t, err)
+	n = e.startNodeWith(t, cfg)
+	r := n.call(t, adminKey, http.MethodGet, "/v1/accounts/wxoverdue/access-token", nil)
+	require.Equal(t, http.StatusServiceUnavailable, r.status, r.text)
 }

@@ -343,6 +343,26 @@ func TestAnAccountNoRefreshCanHelpAnswersAtOnceWithTheReason(t *testing.T) {
 	require.NotEmpty(t, tok)
 }
 
+func TestMinTTLBeyondWhatAStableTokenCanHaveAnswersAsSoonAsTheRefreshKeptIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 20*time.Minute, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second) // refresh wait 5 s
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	tok, gen := n.token(t, adminKey, appid(1))
+	// WeChat's tokens live 20 minutes here; 30 is more than any can have left.
+	start := time.Now()
+	res := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token?min_ttl=1800", nil)
+	took := time.Since(start)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	body := res.json(t)
+	require.Equal(t, tok, body["access_token"], "stable_token kept the token: it is the best there is")
+	require.Equal(t, float64(gen), body["generation"])
+	require.Greater(t, body["expires_in"], float64(1000), "its true lifetime")
+	require.Less(t, took, 2500*time.Millisecond, "answered when the refresh ended, not after the 5 s wait")
+}
+
 func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Hour, 5*time.Minute)

@@ -242,7 +242,8 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
        c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
-       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing
+       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
+       (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
 WHERE a.appid = $1
@@ -255,27 +256,31 @@ type CredentialGetByAppIDParams struct {
 }
 
 type CredentialGetByAppIDRow struct {
-	AccountID        int64
-	TenantID         int64
-	Kind             string
-	Generation       int64
-	ValueCiphertext  []byte
-	ValueKeyID       *string
-	ExpiresAt        *time.Time
-	ReplaceNotBefore *time.Time
-	RefreshRequested bool
-	Appid            string
-	AccountStatus    string
-	TokenMode        string
-	StatusReason     string
-	LastErrorCode    *int32
-	RefreshAt        *time.Time
-	Refreshing       bool
+	AccountID           int64
+	TenantID            int64
+	Kind                string
+	Generation          int64
+	ValueCiphertext     []byte
+	ValueKeyID          *string
+	ExpiresAt           *time.Time
+	ReplaceNotBefore    *time.Time
+	RefreshRequested    bool
+	Appid               string
+	AccountStatus       string
+	TokenMode           string
+	StatusReason        string
+	LastErrorCode       *int32
+	RefreshAt           *time.Time
+	Refreshing          bool
+	FetchMayHaveStarted bool
+	ReadAt              time.Time
 }
 
 // CredentialGetByAppID is what API nodes load into their cache: the credential with its
-// account's identity and status, whether a requested refresh is still pending, and the last
-// failure with the next attempt, so a node can tell a client at once why no value comes.
+// account's identity and status, whether a requested refresh is still pending, the last
+// failure with the next attempt, so a node can tell a client at once why no value comes, and
+// whether a fetch of a replacement may have begun before the read (read_at, the database's
+// time at the start of the read).
 func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByAppIDParams) (CredentialGetByAppIDRow, error) {
 	row := q.db.QueryRow(ctx, credentialGetByAppID, arg.Appid, arg.Kind)
 	var i CredentialGetByAppIDRow
@@ -296,6 +301,8 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 		&i.LastErrorCode,
 		&i.RefreshAt,
 		&i.Refreshing,
+		&i.FetchMayHaveStarted,
+		&i.ReadAt,
 	)
 	return i, err
 }
