@@ -3,11 +3,14 @@
 // simulator that answers at once, next to two floors run in the same session on the same
 // database (one UPDATE and pg_notify per transaction, and a 256-row batched UPDATE with one
 // pg_notify), and how long a new value takes from its commit to being served by 3 API nodes,
-// next to a bare LISTEN/NOTIFY.
+// next to a bare LISTEN/NOTIFY. With -read it measures instead how many cached token reads an
+// API node answers next to a bare net/http handler.
 //
 //	go run ./bench                               10,000 and 100,000 credentials, 3 rounds
 //	go run ./bench -accounts 1000000 -rounds 1   a million, once
 //	go run ./bench -quick                        10,000 credentials, 1 round (make test)
+//	go run ./bench -read                         the token read path against a bare net/http
+//	                                             handler, loaded by wrk in 5 interleaved rounds
 //
 // Figures go to standard output; bench/RESULTS.md records them with the command that made
 // them.
@@ -64,6 +67,8 @@ type options struct {
 	rounds      int
 	propagation int
 	cpuProfile  string
+	read        bool
+	reads       readOptions
 }
 
 func parse(args []string) (options, error) {
@@ -74,10 +79,18 @@ func parse(args []string) (options, error) {
 	propagation := fs.Int("propagation", 1000, "refreshes timed from commit to 3 API nodes serving them (0 skips)")
 	quick := fs.Bool("quick", false, "10,000 credentials, 1 worker, 1 round, 200 propagations: proves the benchmark runs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the largest worker run to this file")
+	read := fs.Bool("read", false, "measure only the token read path against a bare net/http handler, with wrk")
+	readRounds := fs.Int("read-rounds", 5, "interleaved rounds of the read benchmark")
+	readConns := fs.Int("read-connections", 16, "wrk's connections in the read benchmark")
+	readDuration := fs.Duration("read-duration", 5*time.Second, "length of one wrk round")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
-	o := options{rounds: *rounds, propagation: *propagation, cpuProfile: *cpuProfile}
+	o := options{rounds: *rounds, propagation: *propagation, cpuProfile: *cpuProfile, read: *read,
+		reads: readOptions{rounds: *readRounds, connections: *readConns, duration: *readDuration}}
+	if o.reads.rounds < 1 || o.reads.connections < 1 || o.reads.duration < time.Second {
+		return o, errors.New("-read-rounds and -read-connections must be at least 1, -read-duration at least 1s")
+	}
 	var err error
 	if o.accounts, err = ints(*accounts); err != nil {
 		return o, fmt.Errorf("-accounts: %w", err)
@@ -136,6 +149,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	b := &bench{pg: pg, ring: ring, sim: sim, simURL: simSrv.URL, out: out}
 	if err := b.describe(ctx); err != nil {
 		return err
+	}
+	if o.read {
+		return b.reads(ctx, o.reads)
 	}
 	for _, n := range o.accounts {
 		if err := b.refreshes(ctx, n, o); err != nil {

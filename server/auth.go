@@ -54,11 +54,16 @@ var errMalformedKey = errors.New("malformed API key")
 // by a prefix of their hash.
 func keyLookup(key string) (lookup string, hash []byte) {
 	sum := sha256.Sum256([]byte(key))
+	return lookupOf(key, sum), sum[:]
+}
+
+// lookupOf is keyLookup's lookup part for a key whose SHA-256 is already known.
+func lookupOf(key string, sum [32]byte) string {
 	payload, ok := strings.CutPrefix(key, keyPrefix)
 	if ok && len(payload) == 72 {
-		return payload[:16], sum[:]
+		return payload[:16]
 	}
-	return "h_" + hex.EncodeToString(sum[:8]), sum[:]
+	return "h_" + hex.EncodeToString(sum[:8])
 }
 
 // Bootstrap keys, chosen by an operator, are 16 to 256 visible ASCII characters.
@@ -102,9 +107,10 @@ func (p Principal) mayAccess(tenantID int64) bool {
 }
 
 type keyEntry struct {
-	key      db.APIKey
-	epoch    uint64
-	loadedAt time.Time
+	key       db.APIKey
+	principal Principal
+	epoch     uint64
+	loadedAt  time.Time
 }
 
 // keyCache keeps authenticated keys in memory, so a request with a known key touches no
@@ -114,38 +120,34 @@ type keyCache struct {
 	store *db.Store
 	log   *slog.Logger
 	bound time.Duration
-	epoch uint64
+	epoch atomic.Uint64 // listener session; entries of an older one are read again
 	// revocations counts revocation notices, so a key read just before its revocation
 	// committed is not cached after the notice went by.
 	revocations uint64
-	mu          sync.Mutex
-	byKey       map[[32]byte]keyEntry
-	touch       sync.Map // key id → time of the last last_used_at update
+	mu          sync.Mutex // orders revocations and installs; reads take no lock
+	byKey       sync.Map   // [32]byte SHA-256 of the key → keyEntry
+	touch       sync.Map   // key id → time of the last last_used_at update
 	// failures limits, per client address, lookups of keys that turned out unknown.
 	failures *addrLimiter
 	lookups  atomic.Int64
 }
 
 func newKeyCache(store *db.Store, bound time.Duration, log *slog.Logger, failuresPerSecond float64) *keyCache {
-	return &keyCache{store: store, log: log, bound: bound, byKey: map[[32]byte]keyEntry{},
-		failures: newAddrLimiter(failuresPerSecond)}
+	return &keyCache{store: store, log: log, bound: bound, failures: newAddrLimiter(failuresPerSecond)}
 }
 
-func (k *keyCache) sessionStarted() {
-	k.mu.Lock()
-	k.epoch++
-	k.mu.Unlock()
-}
+func (k *keyCache) sessionStarted() { k.epoch.Add(1) }
 
 func (k *keyCache) revoked(lookup string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.revocations++
-	for h, e := range k.byKey {
-		if e.key.Lookup == lookup {
-			delete(k.byKey, h)
+	k.byKey.Range(func(h, e any) bool {
+		if e.(keyEntry).key.Lookup == lookup {
+			k.byKey.Delete(h)
 		}
-	}
+		return true
+	})
 }
 
 var (
@@ -157,48 +159,69 @@ var (
 // database is asked about a key not cached only while that address has not sent too many
 // unknown keys.
 func (k *keyCache) authenticate(ctx context.Context, key, addr string, listenerUp bool) (Principal, error) {
+	now := time.Now()
+	sum := sha256.Sum256([]byte(key))
+	if p, found, err := k.cached(sum, listenerUp, now); found {
+		return p, err
+	}
 	if err := checkKeyFormat(key); err != nil {
 		return Principal{}, err
 	}
-	lookup, hash := keyLookup(key)
-	h := [32]byte(hash)
-	now := time.Now()
-	k.mu.Lock()
-	e, ok := k.byKey[h]
-	epoch, revocations := k.epoch, k.revocations
-	k.mu.Unlock()
-	if !ok || e.epoch != epoch || (!listenerUp && now.Sub(e.loadedAt) > k.bound) {
-		if k.failures.exhausted(addr, now) {
-			return Principal{}, errTooManyBadKeys
-		}
-		k.lookups.Add(1)
-		stored, err := k.store.GetAPIKey(ctx, lookup)
-		if errors.Is(err, db.ErrNotFound) || err == nil && subtle.ConstantTimeCompare(stored.Hash, hash) != 1 {
-			// Only keys whose hash matched are cached: keys sharing a real key's lookup
-			// prefix must not grow the cache.
-			k.failures.failed(addr, now)
-			return Principal{}, errBadKey
-		}
-		if err != nil {
-			return Principal{}, err
-		}
-		e = keyEntry{key: stored, epoch: epoch, loadedAt: now}
-		k.mu.Lock()
-		if k.revocations == revocations {
-			k.byKey[h] = e
-		}
-		k.mu.Unlock()
+	if k.failures.exhausted(addr, now) {
+		return Principal{}, errTooManyBadKeys
 	}
-	if subtle.ConstantTimeCompare(e.key.Hash, hash) != 1 || e.key.RevokedAt != nil ||
-		(e.key.ExpiresAt != nil && !now.Before(*e.key.ExpiresAt)) {
+	epoch := k.epoch.Load()
+	k.mu.Lock()
+	revocations := k.revocations
+	k.mu.Unlock()
+	k.lookups.Add(1)
+	stored, err := k.store.GetAPIKey(ctx, lookupOf(key, sum))
+	if errors.Is(err, db.ErrNotFound) || err == nil && subtle.ConstantTimeCompare(stored.Hash, sum[:]) != 1 {
+		// Only keys whose hash matched are cached: keys sharing a real key's lookup prefix
+		// must not grow the cache.
+		k.failures.failed(addr, now)
+		return Principal{}, errBadKey
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	e := keyEntry{key: stored, epoch: epoch, loadedAt: now,
+		principal: Principal{KeyID: stored.ID, Role: stored.Role, TenantName: stored.TenantName}}
+	if stored.TenantID != nil {
+		e.principal.TenantID = *stored.TenantID
+	}
+	k.mu.Lock()
+	if k.revocations == revocations {
+		k.byKey.Store(sum, e)
+	}
+	k.mu.Unlock()
+	return k.admit(e, now)
+}
+
+// cached answers for a key this node holds and may trust without a lookup: loaded in the
+// current listener session, and within the bound of its load while the listener is down.
+// found is false when the key must be looked up. sum, the key's SHA-256, is the cache's index,
+// so a cached key costs one hash and no lock.
+func (k *keyCache) cached(sum [32]byte, listenerUp bool, now time.Time) (p Principal, found bool, err error) {
+	v, ok := k.byKey.Load(sum)
+	if !ok {
+		return Principal{}, false, nil
+	}
+	e := v.(keyEntry)
+	if e.epoch != k.epoch.Load() || !listenerUp && now.Sub(e.loadedAt) > k.bound {
+		return Principal{}, false, nil
+	}
+	p, err = k.admit(e, now)
+	return p, true, err
+}
+
+// admit checks a known key is still usable and records its use.
+func (k *keyCache) admit(e keyEntry, now time.Time) (Principal, error) {
+	if e.key.RevokedAt != nil || (e.key.ExpiresAt != nil && !now.Before(*e.key.ExpiresAt)) {
 		return Principal{}, errBadKey
 	}
 	k.touchLater(e.key.ID, now)
-	p := Principal{KeyID: e.key.ID, Role: e.key.Role, TenantName: e.key.TenantName}
-	if e.key.TenantID != nil {
-		p.TenantID = *e.key.TenantID
-	}
-	return p, nil
+	return e.principal, nil
 }
 
 // touchLater updates last_used_at at most once a minute per key, off the request path.
@@ -218,9 +241,9 @@ func (k *keyCache) touchLater(id int64, now time.Time) {
 
 // entries is how many keys the cache holds.
 func (k *keyCache) entries() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.byKey)
+	n := 0
+	k.byKey.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // addrLimiter is a token bucket per client address, spent by failures only: an address that

@@ -24,6 +24,9 @@ type cacheEntry struct {
 	cred        db.CachedCredential
 	epoch       uint64    // listener session in which it was loaded
 	validatedAt time.Time // when it was read from the database
+	// prefix and suffix are the token answer's JSON around its expiry, rendered once: the
+	// fast read path writes prefix, expires_at, expires_in and suffix (see fastToken).
+	prefix, suffix []byte
 }
 
 // Cache holds credentials in memory so a read touches no database. Entries are loaded on
@@ -38,8 +41,10 @@ type Cache struct {
 	store *db.Store
 	bound time.Duration
 
-	mu        sync.RWMutex
-	entries   map[credKey]*cacheEntry
+	mu sync.RWMutex
+	// entries (credKey → *cacheEntry) is read without a lock on every request and changed
+	// under mu, together with the maps below.
+	entries   sync.Map
 	byAccount map[int64]map[credKey]struct{}
 	// notified remembers recent change notifications, so a load that read the database just
 	// before a change committed is not installed over it.
@@ -70,7 +75,6 @@ type notifiedGen struct {
 func NewCache(store *db.Store, bound time.Duration) *Cache {
 	return &Cache{
 		store: store, bound: bound,
-		entries:         map[credKey]*cacheEntry{},
 		byAccount:       map[int64]map[credKey]struct{}{},
 		notified:        map[accountKind]notifiedGen{},
 		accountNotified: map[int64]time.Time{},
@@ -85,14 +89,22 @@ func (c *Cache) Loads() int64 { return c.loads.Load() }
 // database.
 func (c *Cache) Get(ctx context.Context, appid, kind string) (db.CachedCredential, error) {
 	k := credKey{appid, kind}
-	now := time.Now()
-	c.mu.RLock()
-	e := c.entries[k]
-	c.mu.RUnlock()
-	if e != nil && c.servable(e, now) {
+	if e := c.entry(k, time.Now()); e != nil {
 		return e.cred, nil
 	}
 	return c.load(ctx, k)
+}
+
+// entry is the cached entry of k if it may be served at now, else nil.
+func (c *Cache) entry(k credKey, now time.Time) *cacheEntry {
+	v, ok := c.entries.Load(k)
+	if !ok {
+		return nil
+	}
+	if e := v.(*cacheEntry); c.servable(e, now) {
+		return e
+	}
+	return nil
 }
 
 // Reload reads the credential from the database whatever the cache holds.
@@ -156,7 +168,8 @@ func (c *Cache) install(k credKey, cred db.CachedCredential, epoch uint64, readA
 		c.byAccount[cred.AccountID] = keys
 	}
 	keys[k] = struct{}{}
-	c.entries[k] = &cacheEntry{cred: cred, epoch: epoch, validatedAt: readAt}
+	prefix, suffix := renderToken(cred)
+	c.entries.Store(k, &cacheEntry{cred: cred, epoch: epoch, validatedAt: readAt, prefix: prefix, suffix: suffix})
 	return true
 }
 
@@ -186,8 +199,8 @@ func (c *Cache) credentialChanged(accountID int64, kind string, generation int64
 		c.notified[ak] = notifiedGen{generation, now}
 	}
 	for k := range c.byAccount[accountID] {
-		if e := c.entries[k]; e != nil && k.kind == kind && e.cred.Generation <= generation {
-			delete(c.entries, k)
+		if v, ok := c.entries.Load(k); ok && k.kind == kind && v.(*cacheEntry).cred.Generation <= generation {
+			c.entries.Delete(k)
 		}
 	}
 	if w, ok := c.waiters[ak]; ok {
@@ -204,7 +217,7 @@ func (c *Cache) accountChanged(accountID int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.byAccount[accountID] {
-		delete(c.entries, k)
+		c.entries.Delete(k)
 	}
 	delete(c.byAccount, accountID)
 	c.accountNotified[accountID] = time.Now()

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +121,53 @@ func TestValidationErrorsAreProblemsAndWriteNothing(t *testing.T) {
 	a, err := e.store.GetAccount(context.Background(), appid(1))
 	require.NoError(t, err)
 	require.Equal(t, int64(1), a.Settings.Version)
+}
+
+func TestTheFastReadAnswersAsTheOperationDoes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	e.account(t, n, "acme", appid(2))
+	res := n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(2), map[string]any{"token_mode": "classic"})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	tenantKey := e.tenantKey(t, n, "acme")
+	for _, a := range []string{appid(1), appid(2)} {
+		for _, key := range []string{adminKey, tenantKey} {
+			waitUntil(t, 10*time.Second, "a token", func() bool {
+				return n.call(t, key, http.MethodGet, "/v1/accounts/"+a+"/access-token", nil).status == http.StatusOK
+			})
+			// A query, even an empty min_ttl, sends the request to the huma operation.
+			before := n.srv.FastReads()
+			fast := n.call(t, key, http.MethodGet, "/v1/accounts/"+a+"/access-token", nil)
+			full := n.call(t, key, http.MethodGet, "/v1/accounts/"+a+"/access-token?min_ttl=0", nil)
+			require.Equal(t, before+1, n.srv.FastReads(), "the first answered by the fast path, the second not")
+			require.Equal(t, full.status, fast.status)
+			for _, h := range []http.Header{fast.header, full.header} {
+				h.Del("Date")
+				h.Del("Content-Length")
+			}
+			require.Equal(t, full.header, fast.header)
+			require.Equal(t, len(full.text), len(fast.text))
+			f, g := fast.json(t), full.json(t)
+			require.Equal(t, g["access_token"], f["access_token"])
+			require.Equal(t, g["generation"], f["generation"])
+			require.InDelta(t, g["expires_in"], f["expires_in"], 1)
+			fe, err := time.Parse(time.RFC3339Nano, f["expires_at"].(string))
+			require.NoError(t, err)
+			ge, err := time.Parse(time.RFC3339Nano, g["expires_at"].(string))
+			require.NoError(t, err)
+			require.WithinDuration(t, ge, fe, time.Second)
+		}
+	}
+	// What the fast path declines, the operation answers: another tenant's key, a bad key.
+	e.tenant(t, n, "other")
+	other := e.tenantKey(t, n, "other")
+	before := n.srv.FastReads()
+	require.Equal(t, http.StatusNotFound, n.call(t, other, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status)
+	require.Equal(t, http.StatusUnauthorized, n.call(t, "wxh_"+strings.Repeat("0", 72), http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status)
+	require.Equal(t, http.StatusUnprocessableEntity, n.call(t, adminKey, http.MethodGet, "/v1/accounts/wx%20bad/access-token", nil).status)
+	require.Equal(t, before, n.srv.FastReads())
 }

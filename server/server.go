@@ -68,12 +68,13 @@ type Server struct {
 	api      huma.API
 	handler  http.Handler
 	metrics  *apiMetrics
-	limiters sync.Map // API key id → *rate.Limiter
+	limiters sync.Map // API key id → *keyLimiter
 	// reports coalesces concurrent reports of one rejected token; reportsSent counts the
 	// reports that reached the database.
 	reports     singleflight.Group
 	reportsSent atomic.Int64
 	reported    sync.Map // account id → reported
+	fastServed  atomic.Int64
 }
 
 // New builds an API node over store. Call Run to start its listener; the handler answers
@@ -118,7 +119,7 @@ func New(store *db.Store, cfg Config) *Server {
 		_, _ = w.Write(docsPage)
 	})
 	mux.HandleFunc("/", notRouted(mux))
-	s.handler = limitBodies(mux)
+	s.handler = s.fastReads(limitBodies(mux))
 	return s
 }
 
