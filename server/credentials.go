@@ -210,9 +210,46 @@ func (s *Server) goodUntil(c db.CachedCredential, now time.Time) time.Time {
 	return good
 }
 
-// servable reports whether a value exists and can be promised for at least minPromise more.
+// servable reports whether a value exists, can be promised for at least minPromise more,
+// and was not reported rejected by WeChat.
 func (s *Server) servable(c db.CachedCredential, now time.Time) bool {
-	return c.Value != "" && s.goodUntil(c, now).Sub(now) >= minPromise
+	return c.Value != "" && s.goodUntil(c, now).Sub(now) >= minPromise && !s.reportedDead(c)
+}
+
+// deadToken is an access token an app server reported WeChat rejected: its generation.
+type deadToken struct {
+	generation int64
+	at         time.Time
+}
+
+// markDead remembers that WeChat rejected this generation of the account's access token:
+// this node does not hand it out again while the refresh the report asked for is pending,
+// however long it fails.
+func (s *Server) markDead(c db.CachedCredential) {
+	if _, loaded := s.dead.Swap(c.AccountID, deadToken{generation: c.Generation, at: time.Now()}); !loaded {
+		s.deadCount.Add(1)
+	}
+}
+
+// reportedDead reports whether c is an access token reported rejected on this node whose
+// refresh has not ended: a refresh that kept the token (WeChat's stable_token answering it
+// as current) clears the request, and the token is served again.
+func (s *Server) reportedDead(c db.CachedCredential) bool {
+	if c.Kind != "access_token" || !c.RefreshRequested || s.deadCount.Load() == 0 {
+		return false
+	}
+	d, ok := s.dead.Load(c.AccountID)
+	return ok && d.(deadToken).generation == c.Generation
+}
+
+// forgetDead drops dead reports older than a day: a token lives two hours at most.
+func (s *Server) forgetDead(now time.Time) {
+	s.dead.Range(func(id, d any) bool {
+		if now.Sub(d.(deadToken).at) > 24*time.Hour && s.dead.CompareAndDelete(id, d) {
+			s.deadCount.Add(-1)
+		}
+		return true
+	})
 }
 
 // lasts reports whether c can be handed out with at least minTTL left.
@@ -375,6 +412,7 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		}
 		return s.credential(ctx, appid, "access_token", 0)
 	}
+	s.markDead(cred)
 	changed := s.cache.Changed(cred.AccountID, "access_token")
 	if err := s.reportDead(ctx, appid, cred); err != nil {
 		return db.CachedCredential{}, s.internal(err)

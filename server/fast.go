@@ -62,7 +62,7 @@ func (s *Server) fastToken(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	good := s.goodUntil(e.cred, now)
-	if good.Sub(now) < minPromise || !s.allow(p.KeyID) {
+	if good.Sub(now) < minPromise || s.reportedDead(e.cred) || !s.allow(p.KeyID) {
 		return false
 	}
 	bp := bodyBuffers.Get().(*[]byte)

@@ -176,6 +176,38 @@ func (s *Server) register() {
 	s.registerAccounts()
 	s.registerKeysAndTenants()
 	s.registerAudit()
+	documentRetries(s.api.OpenAPI())
+}
+
+// documentRetries adds to every operation the two answers any of them may give whatever it
+// does, with the Retry-After header clients act on: 429 (the key's rate, or too many unknown
+// keys from one address) and 503 (the database unreachable, or no valid credential in time).
+func documentRetries(doc *huma.OpenAPI) {
+	retryAfter := &huma.Param{Description: "Seconds to wait before trying again.",
+		Schema: &huma.Schema{Type: huma.TypeInteger, Minimum: new(float64)}}
+	answers := map[string]string{
+		"429": "Too many requests: the API key's rate on this node, or too many unknown keys from this address. " +
+			"Retry after Retry-After seconds.",
+		"503": "Unavailable: the database cannot be reached, no valid credential came within the refresh wait, or the " +
+			"day's quota is spent (quota-exhausted). Retry after Retry-After seconds.",
+	}
+	for _, item := range doc.Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			problem := op.Responses["401"] // every operation may answer 401, as a problem document
+			for status, description := range answers {
+				r := op.Responses[status]
+				if r == nil {
+					r = &huma.Response{Content: problem.Content}
+					op.Responses[status] = r
+				}
+				r.Description = description
+				r.Headers = map[string]*huma.Param{"Retry-After": retryAfter}
+			}
+		}
+	}
 }
 
 // OpenAPI returns the API's OpenAPI 3.1 document as YAML, without a database or listener.

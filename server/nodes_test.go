@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -170,4 +171,35 @@ func TestTheFastReadAnswersAsTheOperationDoes(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, n.call(t, "wxh_"+strings.Repeat("0", 72), http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status)
 	require.Equal(t, http.StatusUnprocessableEntity, n.call(t, adminKey, http.MethodGet, "/v1/accounts/wx%20bad/access-token", nil).status)
 	require.Equal(t, before, n.srv.FastReads())
+}
+
+func TestEveryOperationDocumentsRetryAfterOn429And503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	res := n.call(t, "", http.MethodGet, "/openapi.json", nil)
+	require.Equal(t, http.StatusOK, res.status)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Responses   map[string]struct {
+				Headers map[string]any `json:"headers"`
+				Content map[string]any `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.text), &doc))
+	ops := 0
+	for path, methods := range doc.Paths {
+		for method, op := range methods {
+			ops++
+			for _, status := range []string{"429", "503"} {
+				r, ok := op.Responses[status]
+				require.True(t, ok, "%s %s (%s) does not document %s", method, path, op.OperationID, status)
+				require.Contains(t, r.Headers, "Retry-After", "%s %s answers %s", method, path, status)
+				require.Contains(t, r.Content, "application/problem+json")
+			}
+		}
+	}
+	require.Equal(t, len(authzCases), ops, "every operation was checked")
 }

@@ -75,6 +75,10 @@ type Server struct {
 	reportsSent atomic.Int64
 	reported    sync.Map // account id → reported
 	fastServed  atomic.Int64
+	// dead (account id → deadToken) holds access tokens reported rejected, deadCount how
+	// many, so a read checks the map only when there are some.
+	dead      sync.Map
+	deadCount atomic.Int64
 }
 
 // New builds an API node over store. Call Run to start its listener; the handler answers
@@ -155,7 +159,8 @@ func (s *Server) Listener() *Listener { return s.listener }
 
 // Run keeps the listener connected until ctx ends, and meanwhile, once a minute, forgets
 // what the node no longer needs: notifications older than a minute, credentials no request
-// waited for in that time, client addresses that stopped sending unknown keys.
+// waited for in that time, client addresses that stopped sending unknown keys, tokens
+// reported dead a day ago.
 func (s *Server) Run(ctx context.Context) {
 	go func() {
 		tick := time.NewTicker(time.Minute)
@@ -167,6 +172,7 @@ func (s *Server) Run(ctx context.Context) {
 			case now := <-tick.C:
 				s.cache.forget(now.Add(-time.Minute))
 				s.keys.failures.prune(now)
+				s.forgetDead(now)
 			}
 		}
 	}()

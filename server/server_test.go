@@ -363,6 +363,35 @@ func TestMinTTLBeyondWhatAStableTokenCanHaveAnswersAsSoonAsTheRefreshKeptIt(t *t
 	require.Less(t, took, 2500*time.Millisecond, "answered when the refresh ended, not after the 5 s wait")
 }
 
+func TestATokenReportedRejectedIsNotHandedOutAgainWhenItsRefreshFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second) // refresh wait 5 s
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	tok, gen := n.token(t, adminKey, appid(1))
+	// Someone outside wxhub forced a refresh: WeChat rejects the stored token at once. And
+	// WeChat then fails every call for the account: the refresh the report asks for fails.
+	_, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
+		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid(1), "secret-"+appid(1))))
+	require.NoError(t, err)
+	require.NoError(t, e.sim.SetFaults(wechatsim.Faults{AppID: appid(1), HTTPStatus: http.StatusBadGateway}))
+	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate",
+		map[string]any{"access_token": tok, "errcode": 40001})
+	require.Equal(t, http.StatusServiceUnavailable, res.status, res.text)
+	res = n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil)
+	require.Equal(t, http.StatusServiceUnavailable, res.status, "the rejected token is not handed out again: %s", res.text)
+	require.NotContains(t, res.text, tok)
+
+	// WeChat is back: the worker's retry stores the token WeChat now holds.
+	require.NoError(t, e.sim.SetFaults(wechatsim.Faults{AppID: appid(1), Clear: true}))
+	waitUntil(t, 20*time.Second, "a new token", func() bool {
+		r := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil)
+		return r.status == http.StatusOK && r.json(t)["generation"].(float64) > float64(gen)
+	})
+}
+
 func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Hour, 5*time.Minute)
