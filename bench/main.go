@@ -127,6 +127,8 @@ type bench struct {
 	simURL string
 	out    io.Writer
 	seq    atomic.Int64
+	// hot collects, per worker run, how many updates of the credentials table were HOT.
+	hot []string
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -225,6 +227,8 @@ func (b *bench) refreshes(ctx context.Context, n int, o options) error {
 			slices.Min(results[i]).Seconds(), slices.Max(results[i]).Seconds(), float64(n)/med.Seconds(),
 			med.Seconds()/floor.Seconds(), seconds(results[i]))
 	}
+	fmt.Fprintf(b.out, "  heap-only (HOT) updates, per worker run: %s\n", strings.Join(b.hot, "; "))
+	b.hot = nil
 	fmt.Fprintln(b.out)
 	return nil
 }
@@ -334,12 +338,18 @@ func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool,
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
+	var pools []*pgxpool.Pool
+	defer func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}()
 	for i := range w {
 		pool, err := db.Open(ctx, url)
 		if err != nil {
 			return 0, err
 		}
-		defer pool.Close()
+		pools = append(pools, pool)
 		wk, err := worker.New(db.NewStore(pool, b.ring), client, worker.Config{
 			ID:     fmt.Sprintf("bench-%d", i+1),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -356,6 +366,18 @@ func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool,
 	for e := range errs {
 		err = errors.Join(err, e)
 	}
+	// The workers' backends report their statistics as they exit.
+	for _, p := range pools {
+		p.Close()
+	}
+	pools = nil
+	var updates, hot int64
+	if serr := watch.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'credentials'`).
+		Scan(&updates, &hot); serr != nil {
+		return elapsed, errors.Join(err, serr)
+	}
+	b.hot = append(b.hot, fmt.Sprintf("%d worker(s): %d updates of credentials, %d of them HOT (%.0f%%)",
+		w, updates, hot, 100*float64(hot)/float64(max(1, updates))))
 	return elapsed, err
 }
 
