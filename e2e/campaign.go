@@ -113,7 +113,7 @@ func (c *Cluster) Health(ctx context.Context) (Health, error) {
 	}
 	err := c.DB.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE c.attempts > 0),
-		       count(*) FILTER (WHERE c.refresh_at < now() - interval '2 seconds'),
+		       count(*) FILTER (WHERE greatest(c.refresh_at, c.claimed_until) < now() - interval '2 seconds'),
 		       count(*) FILTER (WHERE c.expires_at IS NULL OR c.expires_at < now()),
 		       count(*) FILTER (WHERE (c.kind <> 'access_token' OR a.token_mode = 'classic')
 		                          AND c.replace_not_before + make_interval(secs => $1) < now()),

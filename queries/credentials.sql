@@ -16,14 +16,16 @@ WHERE account_id = @account_id
 
 -- name: CredentialLockDue :many
 -- CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
--- due first, skipping rows other workers hold, and returns what a refresh needs. The
--- subquery walks the refresh_at index and stops at the limit, however large the backlog.
+-- due first, skipping rows other workers hold and credentials whose claim's lease has not
+-- run out, and returns what a refresh needs. The subquery walks the refresh_at index and
+-- stops at the limit, however large the backlog.
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
            c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at,
            (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
     FROM credentials c
     WHERE c.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+      AND (c.claimed_until IS NULL OR c.claimed_until <= coalesce(sqlc.narg('now')::timestamptz, now()))
     ORDER BY c.refresh_at
     LIMIT @max
     FOR UPDATE SKIP LOCKED
@@ -90,7 +92,9 @@ RETURNING c.account_id, c.kind,
 -- CredentialClaim is the second step of a claim, for credentials whose account lock is held
 -- (at most one per account). It skips accounts with a credential already in flight, counts
 -- the upstream call in the quota ledger unless that would pass the limit, and leases the
--- counted ones to this worker. Each input row comes back with whether it was claimed (and
+-- counted ones to this worker. The lease leaves refresh_at, the one indexed column, alone,
+-- so the update can be heap-only (HOT): the credential is due again when the lease runs out
+-- (a vanished worker's claim), unless its outcome reschedules it first. Each input row comes back with whether it was claimed (and
 -- the quota day its call was counted on), and why not.
 WITH input AS (
     SELECT unnest(@account_ids::bigint[]) AS account_id, unnest(@kinds::text[]) AS kind,
@@ -116,8 +120,7 @@ WITH input AS (
     RETURNING u.account_id, u.api, u.day
 ), claimed AS (
     UPDATE credentials c
-    SET refresh_at = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
-        claimed_until = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
+    SET claimed_until = coalesce(sqlc.narg('now')::timestamptz, now()) + make_interval(secs => @lease_seconds::float8),
         claimed_by = @worker::text,
         claim_seq = c.claim_seq + 1
     FROM idle
@@ -325,7 +328,8 @@ FROM requested;
 -- CredentialCountDue is the backlog: credentials that are due and not claimed.
 SELECT count(*)
 FROM credentials
-WHERE refresh_at <= now();
+WHERE refresh_at <= now()
+  AND (claimed_until IS NULL OR claimed_until <= now());
 
 -- name: CredentialPostpone :exec
 -- CredentialPostpone moves due credentials that cannot be refreshed now (no refresher for

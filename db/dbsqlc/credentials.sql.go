@@ -64,8 +64,7 @@ WITH input AS (
     RETURNING u.account_id, u.api, u.day
 ), claimed AS (
     UPDATE credentials c
-    SET refresh_at = coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        claimed_until = coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+    SET claimed_until = coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
         claimed_by = $7::text,
         claim_seq = c.claim_seq + 1
     FROM idle
@@ -106,7 +105,9 @@ type CredentialClaimRow struct {
 // CredentialClaim is the second step of a claim, for credentials whose account lock is held
 // (at most one per account). It skips accounts with a credential already in flight, counts
 // the upstream call in the quota ledger unless that would pass the limit, and leases the
-// counted ones to this worker. Each input row comes back with whether it was claimed (and
+// counted ones to this worker. The lease leaves refresh_at, the one indexed column, alone,
+// so the update can be heap-only (HOT): the credential is due again when the lease runs out
+// (a vanished worker's claim), unless its outcome reschedules it first. Each input row comes back with whether it was claimed (and
 // the quota day its call was counted on), and why not.
 func (q *Queries) CredentialClaim(ctx context.Context, arg CredentialClaimParams) ([]CredentialClaimRow, error) {
 	rows, err := q.db.Query(ctx, credentialClaim,
@@ -148,6 +149,7 @@ const credentialCountDue = `-- name: CredentialCountDue :one
 SELECT count(*)
 FROM credentials
 WHERE refresh_at <= now()
+  AND (claimed_until IS NULL OR claimed_until <= now())
 `
 
 // CredentialCountDue is the backlog: credentials that are due and not claimed.
@@ -506,6 +508,7 @@ WITH due AS (
            (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
     FROM credentials c
     WHERE c.refresh_at <= coalesce($1::timestamptz, now())
+      AND (c.claimed_until IS NULL OR c.claimed_until <= coalesce($1::timestamptz, now()))
     ORDER BY c.refresh_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -552,8 +555,9 @@ type CredentialLockDueRow struct {
 }
 
 // CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
-// due first, skipping rows other workers hold, and returns what a refresh needs. The
-// subquery walks the refresh_at index and stops at the limit, however large the backlog.
+// due first, skipping rows other workers hold and credentials whose claim's lease has not
+// run out, and returns what a refresh needs. The subquery walks the refresh_at index and
+// stops at the limit, however large the backlog.
 func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDueParams) ([]CredentialLockDueRow, error) {
 	rows, err := q.db.Query(ctx, credentialLockDue, arg.Now, arg.Max)
 	if err != nil {

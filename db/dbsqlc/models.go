@@ -103,11 +103,11 @@ type Credential struct {
 	PreviousCiphertext []byte
 	PreviousKeyID      *string
 	PreviousExpiresAt  *time.Time
-	// When a worker should next claim the credential; a claim moves it forward by the claim lease, so a crashed worker's claim comes due again. Never earlier than orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
+	// When a worker should next claim the credential. Claims leave it alone (so they can be HOT updates) and lease through claimed_until; a claim's outcome sets it again, and a vanished worker's claim comes due when its lease runs out. Never earlier than orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
 	RefreshAt *time.Time
 	// The worker that holds or last held the claim (for operators; correctness rests on generation and claim_seq).
 	ClaimedBy *string
-	// End of the current claim's lease; while it is in the future no other credential of the account is claimed, so one account is refreshed by one worker at a time.
+	// End of the current claim's lease: until then no other claim takes the credential, and no other credential of the account is claimed, so one account is refreshed by one worker at a time.
 	ClaimedUntil *time.Time
 	// Incremented by every claim; a worker writes a value or records an outcome only while the sequence is still its own, so a worker whose lease was taken over changes nothing.
 	ClaimSeq int64
