@@ -479,3 +479,47 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 	}
 	return c, nil
 }
+
+// AccountSecret is an account with its secret in plain text.
+type AccountSecret struct {
+	AppID  string
+	Kind   string
+	Secret string
+}
+
+// AccountSecrets lists every account that has a secret, with the secret decrypted, for
+// `wxhub dev`, whose simulator must know the secrets wxhub holds. Nothing else reads secrets
+// back out of wxhub.
+func (s *Store) AccountSecrets(ctx context.Context) ([]AccountSecret, error) {
+	var out []AccountSecret
+	for after := int64(0); ; {
+		rows, err := s.q.AccountList(ctx, dbsqlc.AccountListParams{AfterID: after, Max: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("list account secrets: %w", err)
+		}
+		if len(rows) == 0 {
+			return out, nil
+		}
+		for _, r := range rows {
+			after = r.ID
+			if r.SecretCiphertext == nil {
+				continue
+			}
+			secret, err := s.open(r.SecretKeyID, r.SecretCiphertext, secretAD(r.Appid))
+			if err != nil {
+				return nil, fmt.Errorf("secret of account %s: %w", r.Appid, err)
+			}
+			out = append(out, AccountSecret{AppID: r.Appid, Kind: r.Kind, Secret: secret})
+		}
+	}
+}
+
+// ExpireAllForNewSimulator makes every stored value expired and due now: see
+// CredentialExpireAll. It reports how many credentials it changed.
+func (s *Store) ExpireAllForNewSimulator(ctx context.Context) (int64, error) {
+	n, err := s.q.CredentialExpireAll(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("expire stored values: %w", err)
+	}
+	return n, nil
+}

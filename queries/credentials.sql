@@ -372,3 +372,18 @@ FROM credentials
 WHERE account_id = @account_id
 ORDER BY kind
 FOR UPDATE;
+
+-- name: CredentialExpireAll :execrows
+-- CredentialExpireAll makes every stored value expired and due now. Only `wxhub dev` uses it:
+-- its simulator starts empty, so the values an earlier run stored mean nothing to it, and
+-- must not be handed out before the worker fetches new ones. No claim of the earlier run can
+-- have reached this simulator, so none is left standing.
+UPDATE credentials
+SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
+    previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+    refresh_at = CASE WHEN refresh_at IS NULL THEN NULL ELSE now() END,
+    replace_not_before = now(),
+    orphan_hold_until = NULL,
+    claimed_by = NULL,
+    claimed_until = NULL
+WHERE generation > 0 OR claimed_by IS NOT NULL;

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +28,7 @@ import (
 	"wxhub/worker"
 )
 
-// demoAccounts are created in the simulator and in wxhub by every `wxhub dev` start.
+// demoAccounts are created in wxhub by the first `wxhub dev` start, in tenant demo.
 var demoAccounts = []db.NewAccount{
 	{Tenant: "demo", AppID: "wxdemo0000000001", Kind: "official_account", Secret: "demo-secret-1", Tickets: []string{"jsapi", "wx_card"}},
 	{Tenant: "demo", AppID: "wxdemo0000000002", Kind: "mini_program", Secret: "demo-secret-2", TokenMode: "classic"},
@@ -40,8 +43,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of the simulator's tokens")
 	overlap := fs.Duration("overlap", 0, "how long a superseded token keeps working, for the simulator, the worker and the API (default: --token-ttl/24 in whole seconds, WeChat's 300s of 7200s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	wechatURL := fs.String("wechat-base-url", "", "call this WeChat (the real one, https://api.weixin.qq.com, or another simulator) instead of running one; no demo accounts then")
+	var accounts accountFlags
+	fs.Var(&accounts, "account", "create an account of your own in tenant demo at start (and in the simulator): appid:secret[:kind] (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. For development only. Ctrl-C stops everything.")
+		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. Accounts created through the API (or --account) work against the\nsimulator at once, and keep working across restarts. For development only. Ctrl-C stops everything.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -77,6 +83,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		pg, err := localpg.Start(ctx, localpg.Options{DataDir: abs, Durable: true})
+		if errors.Is(err, localpg.ErrNoBinaries) {
+			return fmt.Errorf("%w, or set DATABASE_URL to a PostgreSQL database wxhub may use", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -108,29 +117,35 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer closeStore()
 
-	simLn, err := net.Listen("tcp", *simListen)
+	adminKey, err := devAdminKey(ctx, store, *dataDir, logger)
 	if err != nil {
 		return err
 	}
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap})
+	// Without a WeChat of its own choosing, dev runs the simulator and teaches it every
+	// account wxhub holds, so saved accounts keep working across restarts.
+	var sim *wechatsim.Simulator
+	var simLn net.Listener
+	simURL := *wechatURL
+	if simURL == "" {
+		sim = wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap})
+		if simLn, err = net.Listen("tcp", *simListen); err != nil {
+			return err
+		}
+		defer simLn.Close()
+		simURL = "http://" + simLn.Addr().String()
+		if err := seedDev(ctx, store, sim, accounts, logger); err != nil {
+			return err
+		}
+	} else if len(accounts) > 0 {
+		if err := createAccounts(ctx, store, accounts); err != nil {
+			return err
+		}
+	}
 	apiLn, err := net.Listen("tcp", *listen)
 	if err != nil {
-		simLn.Close()
-		return err
-	}
-	adminKey, err := devAdminKey(ctx, store, *dataDir)
-	if err != nil {
-		simLn.Close()
-		apiLn.Close()
-		return err
-	}
-	if err := seedDemo(ctx, store, sim); err != nil {
-		simLn.Close()
-		apiLn.Close()
 		return err
 	}
 
-	simURL := "http://" + simLn.Addr().String()
 	// A short overlap needs a shorter call timeout (a call must end inside it) and staleness
 	// bound (classic tokens are promised for the overlap minus the bound).
 	scaled := min(*overlap/3, 10*time.Second)
@@ -140,16 +155,23 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	api := newAPIServer(store, server.Config{ListenerURL: *databaseURL, Overlap: *overlap, StalenessBound: min(*overlap/3, 30*time.Second), Logger: logger})
+	handler := api.Handler()
+	if sim != nil {
+		handler = teachSimulator(handler, sim, logger)
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, run := range []func() error{
-		func() error { return serveUntilDone(runCtx, simLn, sim) },
+	runs := []func() error{
 		func() error { return w.Run(runCtx) },
-		func() error { return runAPI(runCtx, api, apiLn) },
-	} {
+		func() error { return runAPI(runCtx, api, handler, apiLn) },
+	}
+	if sim != nil {
+		runs = append(runs, func() error { return serveUntilDone(runCtx, simLn, sim) })
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -159,7 +181,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}()
 	}
-	printWelcome(stdout, "http://"+apiLn.Addr().String(), simURL, adminKey)
+	printWelcome(stdout, "http://"+apiLn.Addr().String(), simURL, adminKey, sim != nil)
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
@@ -211,18 +233,18 @@ func devKeyRing(dataDir string, logger *slog.Logger) (*keyring.Ring, error) {
 }
 
 // devAdminKey uses WXHUB_BOOTSTRAP_ADMIN_KEY when set, otherwise an admin key kept in the
-// data folder, and makes sure it exists.
-func devAdminKey(ctx context.Context, store *db.Store, dataDir string) (string, error) {
+// data folder, and makes sure it exists. A key that was revoked stays revoked, but does not
+// stop dev: a new one is made, kept in the data folder and printed.
+func devAdminKey(ctx context.Context, store *db.Store, dataDir string, logger *slog.Logger) (string, error) {
+	path := filepath.Join(dataDir, "admin-key")
 	key := os.Getenv("WXHUB_BOOTSTRAP_ADMIN_KEY")
+	source := "WXHUB_BOOTSTRAP_ADMIN_KEY"
 	if key == "" {
-		path := filepath.Join(dataDir, "admin-key")
+		source = path
 		b, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			if key, _, _, err = server.NewKey(); err != nil {
-				return "", err
-			}
-			if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+			if key, err = newDevAdminKey(path); err != nil {
 				return "", err
 			}
 		case err != nil:
@@ -231,38 +253,144 @@ func devAdminKey(ctx context.Context, store *db.Store, dataDir string) (string, 
 			key = strings.TrimSpace(string(b))
 		}
 	}
+	err := server.EnsureBootstrapKey(ctx, store, key)
+	if !errors.Is(err, db.ErrKeyRevoked) {
+		return key, err
+	}
+	logger.Warn("the admin key from " + source + " was revoked; dev made a new one, kept in " + path + " and printed below")
+	if key, err = newDevAdminKey(path); err != nil {
+		return "", err
+	}
 	return key, server.EnsureBootstrapKey(ctx, store, key)
 }
 
-// seedDemo creates the demo tenant and accounts. The simulator starts empty every run, so
-// demo accounts are created afresh: tokens stored by an earlier run mean nothing to it.
-func seedDemo(ctx context.Context, store *db.Store, sim *wechatsim.Simulator) error {
+// newDevAdminKey makes an admin key and keeps it in path.
+func newDevAdminKey(path string) (string, error) {
+	key, _, _, err := server.NewKey()
+	if err != nil {
+		return "", err
+	}
+	return key, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}
+
+// seedDev prepares dev's simulator and database: the demo tenant and accounts (once), the
+// accounts given with --account, every account wxhub holds taught to the simulator with its
+// secret, and the values an earlier run stored expired, since this simulator never issued
+// them.
+func seedDev(ctx context.Context, store *db.Store, sim *wechatsim.Simulator, accounts accountFlags, logger *slog.Logger) error {
 	if _, err := store.CreateTenant(ctx, "demo"); err != nil && !errors.Is(err, db.ErrConflict) {
 		return err
 	}
 	for _, a := range demoAccounts {
+		if _, err := store.CreateAccount(ctx, a); err != nil && !errors.Is(err, db.ErrConflict) {
+			return err
+		}
+	}
+	if err := createAccounts(ctx, store, accounts); err != nil {
+		return err
+	}
+	known, err := store.AccountSecrets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range known {
 		if err := sim.AddAccount(wechatsim.Account{AppID: a.AppID, Secret: a.Secret, Kind: a.Kind}); err != nil {
+			return fmt.Errorf("account %s: %w", a.AppID, err)
+		}
+	}
+	expired, err := store.ExpireAllForNewSimulator(ctx)
+	if err != nil {
+		return err
+	}
+	logger.Info("simulator ready", "accounts", len(known), "stored values expired", expired)
+	return nil
+}
+
+// createAccounts creates the --account accounts in tenant demo, unless they exist.
+func createAccounts(ctx context.Context, store *db.Store, accounts accountFlags) error {
+	if len(accounts) > 0 {
+		if _, err := store.CreateTenant(ctx, "demo"); err != nil && !errors.Is(err, db.ErrConflict) {
 			return err
 		}
-		if old, err := store.GetAccount(ctx, a.AppID); err == nil {
-			if err := store.DeleteAccount(ctx, old); err != nil {
-				return err
-			}
+	}
+	for _, a := range accounts {
+		kind := a.Kind
+		if kind == "" {
+			kind = wechatsim.KindOfficialAccount
 		}
-		if _, err := store.CreateAccount(ctx, a); err != nil {
-			return err
+		_, err := store.CreateAccount(ctx, db.NewAccount{Tenant: "demo", AppID: a.AppID, Kind: kind, Secret: a.Secret})
+		if err != nil && !errors.Is(err, db.ErrConflict) {
+			return fmt.Errorf("--account %s: %w", a.AppID, err)
 		}
 	}
 	return nil
 }
 
-func printWelcome(w io.Writer, apiURL, simURL, adminKey string) {
+// teachSimulator passes every request on, and when one created an account or gave it a
+// new secret, tells the simulator, so the account works against it at once. Only dev does
+// this: a real WeChat knows its accounts.
+func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		created := r.Method == http.MethodPost && r.URL.Path == "/v1/accounts"
+		updated := r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/v1/accounts/")
+		if !created && !updated {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err != nil {
+			http.Error(w, "cannot read the request", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		var in struct {
+			AppID  string `json:"appid"`
+			Kind   string `json:"kind"`
+			Secret string `json:"secret"`
+		}
+		if rec.status/100 != 2 || json.Unmarshal(body, &in) != nil || in.Secret == "" {
+			return
+		}
+		if updated {
+			in.AppID, in.Kind = strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), ""
+		}
+		if err := sim.AddAccount(wechatsim.Account{AppID: in.AppID, Secret: in.Secret, Kind: in.Kind}); err != nil {
+			logger.Warn("the simulator did not take the account", "appid", in.AppID, "err", err)
+		}
+	})
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func printWelcome(w io.Writer, apiURL, wechatURL, adminKey string, simulated bool) {
 	a := demoAccounts[0].AppID
+	wechatLine := fmt.Sprintf("  simulator  %[1]s   (stands in for WeChat; counters at %[1]s/sim/stats)", wechatURL)
+	if !simulated {
+		wechatLine = "  WeChat     " + wechatURL
+	}
 	fmt.Fprintf(w, `
 wxhub dev is running (development only: local data, a development key ring).
 
   API        %[1]s   (docs: %[1]s/docs, OpenAPI: %[1]s/openapi.yaml)
-  simulator  %[2]s   (stands in for WeChat; counters at %[2]s/sim/stats)
+%[2]s
   admin key  %[3]s
 
 Try:
@@ -270,6 +398,9 @@ Try:
   curl -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' -d '{"url":"https://example.com/page"}' %[1]s/v1/accounts/%[4]s/jssdk-config
   curl -H 'Authorization: Bearer %[3]s' %[1]s/v1/accounts
 
+Add an account of your own (it works against the simulator at once, and after restarts):
+  curl -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' -d '{"appid":"wxyourapp","kind":"official_account","secret":"your-secret","tenant":"demo"}' %[1]s/v1/accounts
+
 Ctrl-C stops everything.
-`, apiURL, simURL, adminKey, a)
+`, apiURL, wechatLine, adminKey, a)
 }

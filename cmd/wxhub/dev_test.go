@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"wxhub/wechatsim"
 )
 
 // TestDevPrintsCurlLinesThatWork starts `wxhub dev` on a fresh data folder (its own local
@@ -70,4 +74,157 @@ func TestDevPrintsCurlLinesThatWork(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("wxhub dev did not stop")
 	}
+}
+
+// devRun is a running `wxhub dev`, with what it printed.
+type devRun struct {
+	api, sim, key string
+	stop          func()
+}
+
+// startDev starts `wxhub dev` on dataDir, as the README's run command does, and reads the
+// addresses and admin key it prints.
+func startDev(t *testing.T, dataDir string, extra ...string) devRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan int, 1)
+	var stderr strings.Builder
+	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--log-level", "error"}, extra...)
+	go func() {
+		done <- run(ctx, args, w, &stderr)
+		w.Close()
+	}()
+	field := regexp.MustCompile(`^\s+(API|simulator|admin key)\s+(\S+)`)
+	var d devRun
+	sc := bufio.NewScanner(r)
+	for sc.Scan() && (d.api == "" || d.sim == "" || d.key == "") {
+		if m := field.FindStringSubmatch(sc.Text()); m != nil {
+			switch m[1] {
+			case "API":
+				d.api = m[2]
+			case "simulator":
+				d.sim = m[2]
+			case "admin key":
+				d.key = m[2]
+			}
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+	if d.key == "" {
+		cancel()
+		<-done
+		t.Fatalf("wxhub dev did not print its addresses and key; stderr: %s", stderr.String())
+	}
+	d.stop = func() {
+		cancel()
+		select {
+		case code := <-done:
+			require.Zero(t, code, "Ctrl-C stops everything cleanly: %s", stderr.String())
+		case <-time.After(30 * time.Second):
+			t.Fatal("wxhub dev did not stop")
+		}
+	}
+	return d
+}
+
+// call makes one API request with the admin key and decodes the JSON answer.
+func (d devRun) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, d.api+path, rd)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+d.key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+// accepted asks the simulator whether it takes token, as an application server would.
+func (d devRun) accepted(t *testing.T, token string) bool {
+	t.Helper()
+	code, err := (&wechatsim.Client{BaseURL: d.sim, HTTP: http.DefaultClient}).Use(context.Background(), token)
+	require.NoError(t, err)
+	return code == 0
+}
+
+func TestDevAccountsOfYourOwnWorkAndSurviveARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster of its own")
+	}
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("WXHUB_KEYS", "")
+	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
+	dataDir, err := os.MkdirTemp("", "wxhub-dev-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dataDir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+
+	d := startDev(t, dataDir)
+	status, _ := d.call(t, http.MethodPost, "/v1/tenants", `{"name":"mine"}`)
+	require.Equal(t, http.StatusCreated, status)
+	status, body := d.call(t, http.MethodPost, "/v1/accounts", `{"appid":"wxmine0000000001","kind":"official_account","secret":"my-own-secret","tenant":"mine"}`)
+	require.Equal(t, http.StatusCreated, status, "%v", body)
+	status, body = d.call(t, http.MethodGet, "/v1/accounts/wxmine0000000001/access-token", "")
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	first := body["access_token"].(string)
+	require.True(t, d.accepted(t, first), "the simulator accepts the token of an account created through the API")
+	d.stop()
+
+	d = startDev(t, dataDir)
+	status, body = d.call(t, http.MethodGet, "/v1/accounts/wxmine0000000001/access-token", "")
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	second := body["access_token"].(string)
+	require.NotEqual(t, first, second, "the new simulator never issued the token stored before the restart")
+	require.True(t, d.accepted(t, second), "after a restart, the simulator accepts the account's token")
+	status, body = d.call(t, http.MethodGet, "/v1/accounts?tenant=demo", "")
+	require.Equal(t, http.StatusOK, status)
+	d.stop()
+}
+
+func TestDevStartsWithARevokedAdminKeyAndPrintsANewOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster of its own")
+	}
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("WXHUB_KEYS", "")
+	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
+	dataDir, err := os.MkdirTemp("", "wxhub-dev-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dataDir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+
+	d := startDev(t, dataDir, "--account", "wxflag0000000001:flag-secret")
+	status, body := d.call(t, http.MethodGet, "/v1/accounts/wxflag0000000001/access-token", "")
+	require.Equal(t, http.StatusOK, status, "an --account account works: %v", body)
+	require.True(t, d.accepted(t, body["access_token"].(string)))
+	req, err := http.NewRequest(http.MethodGet, d.api+"/v1/api-keys", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+d.key)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var keys []map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&keys))
+	res.Body.Close()
+	require.Len(t, keys, 1)
+	id := fmt.Sprint(int64(keys[0]["id"].(float64)))
+	status, _ = d.call(t, http.MethodDelete, "/v1/api-keys/"+id, "")
+	require.Equal(t, http.StatusNoContent, status, "the admin key revoked itself")
+	old := d.key
+	d.stop()
+
+	d = startDev(t, dataDir)
+	require.NotEqual(t, old, d.key, "a new admin key, printed")
+	status, _ = d.call(t, http.MethodGet, "/v1/accounts", "")
+	require.Equal(t, http.StatusOK, status, "and it works")
+	d.stop()
 }

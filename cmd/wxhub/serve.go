@@ -82,7 +82,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, BadKeyRate: *badKeyRate, Logger: logger})
 	logger.Info("API listening", "addr", ln.Addr().String())
-	return runAPI(ctx, srv, ln)
+	return runAPI(ctx, srv, srv.Handler(), ln)
 }
 
 // newAPIServer builds an API node whose /metrics also carries the process's Go metrics.
@@ -92,8 +92,9 @@ func newAPIServer(store *db.Store, cfg server.Config) *server.Server {
 	return server.New(store, cfg)
 }
 
-// runAPI runs the node's listener and serves its API on ln until ctx ends.
-func runAPI(ctx context.Context, srv *server.Server, ln net.Listener) error {
+// runAPI runs the node's listener and serves handler (the node's, or one around it) on ln
+// until ctx ends.
+func runAPI(ctx context.Context, srv *server.Server, handler http.Handler, ln net.Listener) error {
 	listenerCtx, stopListener := context.WithCancel(ctx)
 	defer stopListener()
 	listenerDone := make(chan struct{})
@@ -102,7 +103,7 @@ func runAPI(ctx context.Context, srv *server.Server, ln net.Listener) error {
 		close(listenerDone)
 	}()
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -198,6 +198,30 @@ func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg Credent
 	return err
 }
 
+const credentialExpireAll = `-- name: CredentialExpireAll :execrows
+UPDATE credentials
+SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
+    previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+    refresh_at = CASE WHEN refresh_at IS NULL THEN NULL ELSE now() END,
+    replace_not_before = now(),
+    orphan_hold_until = NULL,
+    claimed_by = NULL,
+    claimed_until = NULL
+WHERE generation > 0 OR claimed_by IS NOT NULL
+`
+
+// CredentialExpireAll makes every stored value expired and due now. Only `wxhub dev` uses it:
+// its simulator starts empty, so the values an earlier run stored mean nothing to it, and
+// must not be handed out before the worker fetches new ones. No claim of the earlier run can
+// have reached this simulator, so none is left standing.
+func (q *Queries) CredentialExpireAll(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, credentialExpireAll)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const credentialGet = `-- name: CredentialGet :one
 SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
 FROM credentials

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -106,6 +107,9 @@ func setup() error {
 	if raw == "" {
 		// Durability is off because the data is thrown away.
 		s, err := localpg.Start(ctx, localpg.Options{})
+		if errors.Is(err, localpg.ErrNoBinaries) {
+			return fmt.Errorf("%w, or point %s at a server where the user may create databases", err, EnvURL)
+		}
 		if err != nil {
 			return err
 		}

@@ -44,8 +44,7 @@ const (
 // ErrNoBinaries explains what to install, since a missing server is the usual first-run
 // failure on a developer machine.
 var ErrNoBinaries = errors.New("localpg: PostgreSQL server binaries (initdb, postgres) not found in PATH " +
-	"or in `pg_config --bindir`; install them (Debian/Ubuntu: apt-get install postgresql) " +
-	"or point WXHUB_TEST_DATABASE_URL at a server where the user may create databases")
+	"or in `pg_config --bindir`; install them (Debian/Ubuntu: apt-get install postgresql)")
 
 // Options say where and how to run the server.
 type Options struct {
