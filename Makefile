@@ -7,7 +7,7 @@ SQLC := go run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
 .PHONY: build run test fuzz-short lint generate check-generated
 
 build:
-	go build -o bin/wxhub ./cmd/wxhub
+	go build -buildvcs=auto -o bin/wxhub ./cmd/wxhub
 
 # PostgreSQL, API, worker, simulator and demo accounts in one process.
 run:

@@ -28,6 +28,7 @@ var commands = []command{
 	{"keys", "re-encrypt stored secrets under the current key: keys rotate", runKeys},
 	{"sim", "run the WeChat simulator (the test oracle) alone", runSim},
 	{"openapi", "print the OpenAPI document of the REST API", runOpenAPI},
+	{"version", "print the API version, module version, commit and Go version", runVersion},
 }
 
 // errUsage marks errors that are the caller's wording, not a failure of wxhub.
