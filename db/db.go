@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -48,4 +50,34 @@ func OpenFor(ctx context.Context, databaseURL, application string) (*pgxpool.Poo
 // describe names a database without its password, for error messages.
 func describe(cfg *pgxpool.Config) string {
 	return fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+}
+
+// WaitForDatabase tries to reach the database at url until it answers or wait has passed,
+// for a process started beside the database (Docker Compose) that must not give up while
+// the server is still starting.
+func WaitForDatabase(ctx context.Context, url string, wait time.Duration) error {
+	if url == "" {
+		return ErrNoDatabaseURL
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := pgx.Connect(attemptCtx, url)
+		if err == nil {
+			err = conn.Ping(attemptCtx)
+			conn.Close(attemptCtx)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the database did not answer within %s: %w", wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -346,4 +347,20 @@ func TestTheQuotaLedgerKeepsOnlyItsHistoryDays(t *testing.T) {
 	var todays int64
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM upstream_calls WHERE day = "+today).Scan(&todays))
 	require.Equal(t, int64(1), todays, "today's count stays")
+}
+
+func TestWaitForDatabaseWaitsThenSaysWhy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	require.NoError(t, db.WaitForDatabase(ctx, dbtest.URL(t), time.Second))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	start := time.Now()
+	err = db.WaitForDatabase(ctx, "postgres://wxhub:not-a-real-password@"+addr+"/wxhub?sslmode=disable", time.Second)
+	require.ErrorContains(t, err, "the database did not answer within 1s")
+	require.NotContains(t, err.Error(), "not-a-real-password")
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "it kept trying for the whole wait")
 }

@@ -13,8 +13,9 @@ func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("migrate", stdout)
 	databaseURL := fs.String("database-url", envOr("DATABASE_URL", ""), "PostgreSQL URL (env DATABASE_URL)")
 	to := fs.Int64("to", -1, "with down: roll back to this version (0 removes everything); default one step")
+	wait := fs.Duration("wait", 0, "keep trying to reach the database this long before giving up (for a database that is still starting)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: wxhub migrate [--database-url URL] up | down [--to VERSION] | status")
+		fmt.Fprintln(fs.Output(), "usage: wxhub migrate [--database-url URL] [--wait DURATION] up | down [--to VERSION] | status")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -35,6 +36,11 @@ func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: want up, down or status, got %q", errUsage, action)
 	}
 
+	if *wait > 0 {
+		if err := db.WaitForDatabase(ctx, *databaseURL, *wait); err != nil {
+			return err
+		}
+	}
 	m, err := db.NewMigrator(*databaseURL)
 	if err != nil {
 		return err
