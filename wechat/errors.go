@@ -120,7 +120,7 @@ func Classify(err error) Kind {
 	return KindTransient
 }
 
-// classifyCode maps WeChat's errcode to a Kind, per the table in WECHAT.md.
+// classifyCode maps WeChat's errcode to a Kind, per the table in docs/wechat.md.
 //
 // Unknown codes are KindTransient, not KindBug. A code we have not
 // catalogued on a credential API is most often a new throttling or

@@ -20,7 +20,7 @@ func sameOnEveryAPI(k wechat.Kind) map[string]wechat.Kind {
 	return map[string]wechat.Kind{wechat.APIStableToken: k, wechat.APIToken: k, wechat.APIGetTicket: k}
 }
 
-// TestErrorCodesAreClassifiedPerAPI covers every row of WECHAT.md's error
+// TestErrorCodesAreClassifiedPerAPI covers every row of docs/wechat.md's error
 // table, answered by each credential API, plus the codes this package adds.
 func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 	tests := []struct {
@@ -28,7 +28,7 @@ func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 		msg  string
 		want map[string]wechat.Kind
 	}{
-		// WECHAT.md's table, row by row.
+		// docs/wechat.md's table, row by row.
 		{-1, "system error", sameOnEveryAPI(wechat.KindTransient)},
 		{40001, "invalid credential, access_token is invalid or not latest", map[string]wechat.Kind{
 			wechat.APIStableToken: wechat.KindConfiguration, // the secret is the credential being checked

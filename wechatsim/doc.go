@@ -1,6 +1,6 @@
 // Package wechatsim is an in-process simulator of WeChat's credential APIs for
 // official accounts and mini programs. It is the test oracle for wxhub: it
-// follows the rules written down in WECHAT.md (a new classic token kills the
+// follows the rules written down in docs/wechat.md (a new classic token kills the
 // previous one after the overlap, stable_token's normal and force modes, daily
 // quotas counted per China day, force limits, tickets and JS-SDK signatures,
 // quota tools) so that a test passing against it means something against the
