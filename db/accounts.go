@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -236,6 +237,11 @@ type AccountChange struct {
 	TokenMode   *string
 	DailyLimits map[string]int
 	BaseInfo    json.RawMessage // replaces the base info document when not nil
+	// Tickets, when not nil, is the new set of tickets kept fresh: new ones are fetched
+	// (at once when the account has a valid access token), dropped ones deleted.
+	Tickets *[]string
+	// Tenant, when not nil, names the tenant the account moves to.
+	Tenant *string
 }
 
 // UpdateAccount applies a change. A new secret makes the credentials due at once, so a
@@ -273,12 +279,57 @@ func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) 
 			}
 			row = dbsqlc.Account(enabled)
 		}
+		if ch.Tenant != nil {
+			tenant, err := q.TenantGetByName(ctx, *ch.Tenant)
+			if err != nil {
+				return notFound(err, "tenant "+*ch.Tenant)
+			}
+			if row, err = q.AccountMoveTenant(ctx, dbsqlc.AccountMoveTenantParams{ID: a.ID, TenantID: tenant.ID}); err != nil {
+				return fmt.Errorf("move to tenant %s: %w", *ch.Tenant, err)
+			}
+		}
+		if ch.Tickets != nil {
+			if row, err = setTickets(ctx, q, row, *ch.Tickets); err != nil {
+				return err
+			}
+		}
 		return q.AccountNotify(ctx, a.ID)
 	})
 	if err != nil {
 		return Account{}, fmt.Errorf("update account %s: %w", a.AppID, err)
 	}
 	return toAccount(row)
+}
+
+// setTickets makes the account keep exactly these tickets fresh: their credentials are
+// created (and fetched at once if the account has a valid access token) or deleted.
+func setTickets(ctx context.Context, q *dbsqlc.Queries, row dbsqlc.Account, tickets []string) (dbsqlc.Account, error) {
+	want := map[string]bool{}
+	for _, t := range tickets {
+		want[ticketKinds[t]] = true
+	}
+	var dropped []string
+	for _, t := range row.Tickets {
+		if !want[ticketKinds[t]] {
+			dropped = append(dropped, ticketKinds[t])
+		}
+	}
+	if _, err := q.CredentialDeleteKinds(ctx, dbsqlc.CredentialDeleteKindsParams{AccountID: row.ID, Kinds: dropped}); err != nil {
+		return row, err
+	}
+	for kind := range want {
+		if _, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: row.TenantID, AccountID: row.ID, Kind: kind}); err != nil {
+			return row, err
+		}
+	}
+	if err := q.CredentialWakeNewTickets(ctx, row.ID); err != nil {
+		return row, err
+	}
+	kept := slices.Compact(slices.Sorted(slices.Values(tickets)))
+	if kept == nil {
+		kept = []string{}
+	}
+	return q.AccountSetTickets(ctx, dbsqlc.AccountSetTicketsParams{ID: row.ID, Tickets: kept})
 }
 
 // SetAccountEnabled disables an account (its credentials stop being refreshed) or enables it

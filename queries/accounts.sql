@@ -86,3 +86,18 @@ RETURNING settings, settings_version;
 -- AccountNotify tells API nodes an account changed (status, deletion), inside the changing
 -- transaction.
 SELECT pg_notify('wxhub_changes', json_build_object('account_id', @account_id::bigint, 'kind', 'account')::text);
+
+-- name: AccountMoveTenant :one
+-- AccountMoveTenant gives the account to another tenant; its credentials and quota ledger
+-- follow (ON UPDATE CASCADE).
+UPDATE accounts
+SET tenant_id = @tenant_id, updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: AccountSetTickets :one
+-- AccountSetTickets records which tickets wxhub keeps fresh for the account.
+UPDATE accounts
+SET tickets = @tickets::text[], updated_at = now()
+WHERE id = @id
+RETURNING *;

@@ -387,3 +387,22 @@ SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
     claimed_by = NULL,
     claimed_until = NULL
 WHERE generation > 0 OR claimed_by IS NOT NULL;
+
+-- name: CredentialDeleteKinds :execrows
+-- CredentialDeleteKinds drops credentials the account no longer wants (tickets).
+DELETE FROM credentials
+WHERE account_id = @account_id
+  AND kind = ANY(@kinds::text[]);
+
+-- name: CredentialWakeNewTickets :exec
+-- CredentialWakeNewTickets makes an account's tickets that have never been fetched due now
+-- when the account already has a valid access token: a ticket otherwise waits for the next
+-- access token write.
+UPDATE credentials c
+SET refresh_at = now(), replace_not_before = now()
+WHERE c.account_id = @account_id
+  AND c.kind <> 'access_token'
+  AND c.generation = 0
+  AND c.refresh_at IS NULL
+  AND EXISTS (SELECT 1 FROM credentials t
+              WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now());

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db"
 )
@@ -96,6 +97,8 @@ type UpdateAccountInput struct {
 		TokenMode   *string        `json:"token_mode,omitempty" enum:"stable,classic"`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Replaces the per-API limits."`
 		BaseInfo    map[string]any `json:"base_info,omitempty" doc:"Replaces the base information document."`
+		Tickets     *[]string      `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card" doc:"Replaces the tickets kept fresh ([] for none): a new one is fetched at once, a dropped one deleted."`
+		Tenant      *string        `json:"tenant,omitempty" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"Moves the account to this tenant; its credentials and quota ledger follow, and the old tenant's keys no longer see it."`
 	}
 }
 
@@ -224,8 +227,9 @@ func (s *Server) registerAccounts() {
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "update-account", Method: http.MethodPatch, Path: "/v1/accounts/{appid}",
-		Summary: "Change an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 422},
-		Description: "Changes the secret, token mode, daily limits or base information; fields left out stay as they are.",
+		Summary: "Change an account", Tags: tags, Metadata: admin, Errors: []int{401, 403, 404, 409, 422},
+		Description: "Changes the secret, token mode, daily limits, base information, the tickets kept fresh or the owning " +
+			"tenant; fields left out stay as they are. Every change is audited.",
 	}, func(ctx context.Context, in *UpdateAccountInput) (*AccountOutput, error) {
 		if err := checkLimits(in.Body.DailyLimits); err != nil {
 			return nil, err
@@ -234,7 +238,8 @@ func (s *Server) registerAccounts() {
 		if err != nil {
 			return nil, err
 		}
-		change := db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits}
+		change := db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits,
+			Tickets: in.Body.Tickets, Tenant: in.Body.Tenant}
 		if in.Body.BaseInfo != nil {
 			if change.BaseInfo, err = json.Marshal(in.Body.BaseInfo); err != nil {
 				return nil, huma.Error422UnprocessableEntity("base_info must be a JSON object")
@@ -242,17 +247,28 @@ func (s *Server) registerAccounts() {
 		}
 		fields := []string{}
 		for name, set := range map[string]bool{"secret": in.Body.Secret != nil, "token_mode": in.Body.TokenMode != nil,
-			"daily_limits": in.Body.DailyLimits != nil, "base_info": in.Body.BaseInfo != nil} {
+			"daily_limits": in.Body.DailyLimits != nil, "base_info": in.Body.BaseInfo != nil,
+			"tickets": in.Body.Tickets != nil, "tenant": in.Body.Tenant != nil} {
 			if set {
 				fields = append(fields, name)
 			}
 		}
 		slices.Sort(fields)
 		updated, err := s.store.UpdateAccount(ctx, a, change)
-		if err != nil {
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.Is(err, db.ErrNotFound) && in.Body.Tenant != nil:
+			err = huma.Error422UnprocessableEntity("no tenant is named " + *in.Body.Tenant)
+		case errors.As(err, &pgErr) && pgErr.Code == "23503":
+			err = huma.Error409Conflict("the account cannot move alone: a third-party platform and its authorizers belong to one tenant")
+		case err != nil:
 			err = s.internal(err)
 		}
-		s.audit(ctx, "account.update", a.AppID, a.TenantID, err, map[string]any{"fields": fields})
+		details := map[string]any{"fields": fields}
+		if in.Body.Tenant != nil {
+			details["tenant"] = *in.Body.Tenant
+		}
+		s.audit(ctx, "account.update", a.AppID, a.TenantID, err, details)
 		if err != nil {
 			return nil, err
 		}

@@ -436,3 +436,42 @@ func TestAnExpiredTokenIsRefreshedAtOnceWhenAnAppServerAsks(t *testing.T) {
 	require.Equal(t, gen+1, newGen, "the request asked for the refresh and waited for it")
 	require.Less(t, time.Since(start), 5*time.Second, "answered within the refresh wait, not after a 503")
 }
+
+func TestAnAccountCanBeReshapedThroughPatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.startWorker(t)
+	e.tenant(t, n, "acme")
+	e.tenant(t, n, "globex")
+	e.account(t, n, "acme", appid(1))
+	n.token(t, adminKey, appid(1))
+	acme, globex := e.tenantKey(t, n, "acme"), e.tenantKey(t, n, "globex")
+
+	// A ticket added to an account that has a token is fetched at once.
+	res := n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"tickets": []string{"jsapi"}})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, []any{"jsapi"}, res.json(t)["tickets"])
+	waitUntil(t, 5*time.Second, "the new ticket", func() bool {
+		return n.call(t, acme, http.MethodGet, "/v1/accounts/"+appid(1)+"/tickets/jsapi", nil).status == http.StatusOK
+	})
+	// Dropped, it is gone.
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"tickets": []string{}})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, http.StatusNotFound, n.call(t, acme, http.MethodGet, "/v1/accounts/"+appid(1)+"/tickets/jsapi", nil).status)
+
+	// Moved to another tenant: the new tenant's key sees it and gets its token, the old one's does not.
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"tenant": "globex"})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, "globex", res.json(t)["tenant"])
+	require.Equal(t, http.StatusNotFound, n.call(t, acme, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status)
+	require.Equal(t, http.StatusOK, n.call(t, globex, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil).status)
+	res = n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+appid(1), map[string]any{"tenant": "nobody"})
+	require.Equal(t, http.StatusUnprocessableEntity, res.status, res.text)
+
+	// Each change is in the audit log, with what changed.
+	res = n.call(t, adminKey, http.MethodGet, "/v1/audit-log?target="+appid(1), nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Contains(t, res.text, `"tickets"`)
+	require.Contains(t, res.text, `"tenant":"globex"`)
+}

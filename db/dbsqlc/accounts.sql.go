@@ -189,6 +189,48 @@ func (q *Queries) AccountList(ctx context.Context, arg AccountListParams) ([]Acc
 	return items, nil
 }
 
+const accountMoveTenant = `-- name: AccountMoveTenant :one
+UPDATE accounts
+SET tenant_id = $1, updated_at = now()
+WHERE id = $2
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+`
+
+type AccountMoveTenantParams struct {
+	TenantID int64
+	ID       int64
+}
+
+// AccountMoveTenant gives the account to another tenant; its credentials and quota ledger
+// follow (ON UPDATE CASCADE).
+func (q *Queries) AccountMoveTenant(ctx context.Context, arg AccountMoveTenantParams) (Account, error) {
+	row := q.db.QueryRow(ctx, accountMoveTenant, arg.TenantID, arg.ID)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Appid,
+		&i.Kind,
+		&i.Status,
+		&i.CorpID,
+		&i.AgentID,
+		&i.ComponentAccountID,
+		&i.SecretCiphertext,
+		&i.SecretKeyID,
+		&i.TokenMode,
+		&i.Tickets,
+		&i.DailyLimits,
+		&i.BaseInfo,
+		&i.AuthorizationInfo,
+		&i.Settings,
+		&i.SettingsVersion,
+		&i.StatusReason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const accountNotify = `-- name: AccountNotify :exec
 SELECT pg_notify('wxhub_changes', json_build_object('account_id', $1::bigint, 'kind', 'account')::text)
 `
@@ -298,6 +340,47 @@ type AccountSetStatusParams struct {
 func (q *Queries) AccountSetStatus(ctx context.Context, arg AccountSetStatusParams) error {
 	_, err := q.db.Exec(ctx, accountSetStatus, arg.Status, arg.StatusReason, arg.ID)
 	return err
+}
+
+const accountSetTickets = `-- name: AccountSetTickets :one
+UPDATE accounts
+SET tickets = $1::text[], updated_at = now()
+WHERE id = $2
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+`
+
+type AccountSetTicketsParams struct {
+	Tickets []string
+	ID      int64
+}
+
+// AccountSetTickets records which tickets wxhub keeps fresh for the account.
+func (q *Queries) AccountSetTickets(ctx context.Context, arg AccountSetTicketsParams) (Account, error) {
+	row := q.db.QueryRow(ctx, accountSetTickets, arg.Tickets, arg.ID)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Appid,
+		&i.Kind,
+		&i.Status,
+		&i.CorpID,
+		&i.AgentID,
+		&i.ComponentAccountID,
+		&i.SecretCiphertext,
+		&i.SecretKeyID,
+		&i.TokenMode,
+		&i.Tickets,
+		&i.DailyLimits,
+		&i.BaseInfo,
+		&i.AuthorizationInfo,
+		&i.Settings,
+		&i.SettingsVersion,
+		&i.StatusReason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const accountSettingsUpdate = `-- name: AccountSettingsUpdate :one

@@ -198,6 +198,26 @@ func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg Credent
 	return err
 }
 
+const credentialDeleteKinds = `-- name: CredentialDeleteKinds :execrows
+DELETE FROM credentials
+WHERE account_id = $1
+  AND kind = ANY($2::text[])
+`
+
+type CredentialDeleteKindsParams struct {
+	AccountID int64
+	Kinds     []string
+}
+
+// CredentialDeleteKinds drops credentials the account no longer wants (tickets).
+func (q *Queries) CredentialDeleteKinds(ctx context.Context, arg CredentialDeleteKindsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, credentialDeleteKinds, arg.AccountID, arg.Kinds)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const credentialExpireAll = `-- name: CredentialExpireAll :execrows
 UPDATE credentials
 SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
@@ -825,6 +845,25 @@ WHERE account_id = ANY($1::bigint[])
 // unauthorized; enabling the account schedules them again.
 func (q *Queries) CredentialUnschedule(ctx context.Context, accountIds []int64) error {
 	_, err := q.db.Exec(ctx, credentialUnschedule, accountIds)
+	return err
+}
+
+const credentialWakeNewTickets = `-- name: CredentialWakeNewTickets :exec
+UPDATE credentials c
+SET refresh_at = now(), replace_not_before = now()
+WHERE c.account_id = $1
+  AND c.kind <> 'access_token'
+  AND c.generation = 0
+  AND c.refresh_at IS NULL
+  AND EXISTS (SELECT 1 FROM credentials t
+              WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now())
+`
+
+// CredentialWakeNewTickets makes an account's tickets that have never been fetched due now
+// when the account already has a valid access token: a ticket otherwise waits for the next
+// access token write.
+func (q *Queries) CredentialWakeNewTickets(ctx context.Context, accountID int64) error {
+	_, err := q.db.Exec(ctx, credentialWakeNewTickets, accountID)
 	return err
 }
 
