@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db"
+	"wxhub/db/keyring"
 )
 
 // TokenBody is a credential as the API returns it.
@@ -383,6 +384,14 @@ func (s *Server) internal(err error) error {
 	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 		// Class 22 is PostgreSQL refusing the data itself (e.g. a NUL character in JSON).
 		return huma.Error422UnprocessableEntity("the request holds data PostgreSQL cannot store (such as a NUL character)")
+	}
+	if errors.Is(err, keyring.ErrUnknownKey) {
+		// Another process wrote under a key this node's ring lacks: a rotation began before
+		// every node had the new ring.
+		s.log.Error("a stored value is under a key this node's WXHUB_KEYS lacks", "err", err)
+		return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("this API node cannot decrypt the stored value: "+
+			"its WXHUB_KEYS lacks the key it was written with; give every node the same ring, new key first"),
+			http.Header{"Retry-After": {"30"}})
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"wxhub/db"
+	"wxhub/db/keyring"
 	"wxhub/server"
 	"wxhub/wechatsim"
 )
@@ -474,4 +476,30 @@ func TestAnAccountCanBeReshapedThroughPatch(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, res.text)
 	require.Contains(t, res.text, `"tickets"`)
 	require.Contains(t, res.text, `"tenant":"globex"`)
+}
+
+func TestANodeWithoutTheWritersKeySaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute)
+	n := e.startNode(t, 30*time.Second)
+	e.tenant(t, n, "acme")
+	e.account(t, n, "acme", appid(1))
+	// A worker whose ring has a newer key first writes the token under it: a rotation begun
+	// before this node got the new ring.
+	ring, err := keyring.Parse("t2:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=," + testKeys)
+	require.NoError(t, err)
+	rotated := db.NewStore(pool(t, e), ring)
+	ctx := context.Background()
+	res, err := rotated.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
+		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 100}, nil }})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
+	_, _, err = rotated.WriteCredential(ctx, res.Claims[0], db.Write{Value: "token-under-t2", ExpiresAt: time.Now().Add(time.Hour),
+		RefreshIn: time.Hour, PreviousValidFor: time.Hour})
+	require.NoError(t, err)
+
+	r := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil)
+	require.Equal(t, http.StatusServiceUnavailable, r.status, r.text)
+	require.Contains(t, r.json(t)["detail"], "WXHUB_KEYS lacks the key")
+	require.NotEmpty(t, r.header.Get("Retry-After"))
 }
