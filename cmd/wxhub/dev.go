@@ -47,7 +47,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	var accounts accountFlags
 	fs.Var(&accounts, "account", "create an account of your own in tenant demo at start (and in the simulator): appid:secret[:kind] (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. Accounts created through the API (or --account) work against the\nsimulator at once, and keep working across restarts. For development only. Ctrl-C stops everything.")
+		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. Accounts created through the API (or --account) work against the\nsimulator at once, and keep working across restarts. For development only. Ctrl-C stops everything.\n\nWXHUB_KEYS and WXHUB_BOOTSTRAP_ADMIN_KEY, when set, replace the key ring and admin key kept in --data-dir.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
