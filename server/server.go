@@ -122,6 +122,7 @@ func New(store *db.Store, cfg Config) *Server {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(docsPage)
 	})
+	s.registerUI(mux)
 	mux.HandleFunc("/", notRouted(mux))
 	s.handler = s.fastReads(limitBodies(mux))
 	return s
