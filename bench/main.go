@@ -458,20 +458,11 @@ func floor(ctx context.Context, url string, conns, rows int, statement string) (
 // bare NOTIFY from its commit to a LISTEN connection, count times each.
 func (b *bench) propagation(ctx context.Context, count int) error {
 	const n = 1000
-	template := fmt.Sprintf("bench_%d", n)
-	if err := b.makeTemplate(ctx, template, n); err != nil {
-		return err
-	}
-	url := b.pg.URL(template)
-	pool, err := db.Open(ctx, url)
+	url, pool, store, err := b.apiDatabase(ctx, fmt.Sprintf("bench_%d", n), n)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := db.NewStore(pool, b.ring)
-	if err := server.EnsureBootstrapKey(ctx, store, adminKey); err != nil {
-		return err
-	}
 	var nodes []string
 	nodeCtx, stopNodes := context.WithCancel(ctx)
 	defer stopNodes()
@@ -532,6 +523,25 @@ func (b *bench) propagation(ctx context.Context, count int) error {
 	fmt.Fprintf(b.out, "  %-40s p50 %7.2f ms   p99 %7.2f ms   max %7.2f ms\n", "bare NOTIFY → LISTEN",
 		ms(percentile(notify, 0.5)), ms(percentile(notify, 0.99)), ms(slices.Max(notify)))
 	return nil
+}
+
+// apiDatabase builds a database of n accounts for API nodes to read, with the admin key the
+// benchmark reads with, and opens a pool on it.
+func (b *bench) apiDatabase(ctx context.Context, name string, n int) (string, *pgxpool.Pool, *db.Store, error) {
+	if err := b.makeTemplate(ctx, name, n); err != nil {
+		return "", nil, nil, err
+	}
+	url := b.pg.URL(name)
+	pool, err := db.Open(ctx, url)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	store := db.NewStore(pool, b.ring)
+	if err := server.EnsureBootstrapKey(ctx, store, adminKey); err != nil {
+		pool.Close()
+		return "", nil, nil, err
+	}
+	return url, pool, store, nil
 }
 
 type commit struct {

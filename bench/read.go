@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"wxhub/db"
 	"wxhub/server"
 )
 
@@ -40,20 +39,11 @@ func (b *bench) reads(ctx context.Context, o readOptions) error {
 	if err != nil {
 		return fmt.Errorf("the read benchmark needs wrk (apt-get install wrk): %w", err)
 	}
-	const template = "bench_read"
-	if err := b.makeTemplate(ctx, template, 1); err != nil {
-		return err
-	}
-	url := b.pg.URL(template)
-	pool, err := db.Open(ctx, url)
+	url, pool, store, err := b.apiDatabase(ctx, "bench_read", 1)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := db.NewStore(pool, b.ring)
-	if err := server.EnsureBootstrapKey(ctx, store, adminKey); err != nil {
-		return err
-	}
 	if _, err := b.writeDue(ctx, store, pool, ""); err != nil {
 		return err
 	}

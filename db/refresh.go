@@ -80,8 +80,10 @@ type Claim struct {
 	TokenGeneration int64
 	Requested       bool
 	Attempts        int
-	// ClaimedAt is when the claim came back to the worker, by its clock: the lease started
-	// before it.
+	// ClaimedAt is when the worker began the claim, by its clock: the lease started at or
+	// after it (the database's time at the start of the claiming transaction), however long
+	// the claim took to come back. A worker that checks how late it is against it is never
+	// later than it believes.
 	ClaimedAt time.Time
 	// QuotaDay is the quota day (China time) on which the claim counted its call to API.
 	QuotaDay time.Time
@@ -104,6 +106,7 @@ type ClaimResult struct {
 // ledger and leases the credential. Counting happens before the call is made, so a crash
 // never under-counts.
 func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+	began := time.Now()
 	var result ClaimResult
 	var picked []dbsqlc.CredentialLockDueRow
 	var claimed []dbsqlc.CredentialClaimRow
@@ -240,11 +243,10 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 	for _, c := range claimed {
 		seqs[claimKey(c.AccountID, c.Kind)] = c
 	}
-	now := time.Now()
 	for _, d := range picked {
 		c := seqs[claimKey(d.AccountID, d.Kind)]
 		cl := s.toClaim(d, c)
-		cl.ClaimedAt = now
+		cl.ClaimedAt = began
 		result.Claims = append(result.Claims, cl)
 	}
 	return result, nil

@@ -92,7 +92,7 @@ func (c *Cache) Get(ctx context.Context, appid, kind string) (db.CachedCredentia
 	if e := c.entry(k, time.Now()); e != nil {
 		return e.cred, nil
 	}
-	return c.load(ctx, k)
+	return c.load(ctx, k, false)
 }
 
 // entry is the cached entry of k if it may be served at now, else nil.
@@ -109,7 +109,7 @@ func (c *Cache) entry(k credKey, now time.Time) *cacheEntry {
 
 // Reload reads the credential from the database whatever the cache holds.
 func (c *Cache) Reload(ctx context.Context, appid, kind string) (db.CachedCredential, error) {
-	return c.load(ctx, credKey{appid, kind})
+	return c.load(ctx, credKey{appid, kind}, true)
 }
 
 func (c *Cache) servable(e *cacheEntry, now time.Time) bool {
@@ -120,9 +120,18 @@ func (c *Cache) servable(e *cacheEntry, now time.Time) bool {
 }
 
 // load reads one credential with single-flight: concurrent misses share one read. The read
-// runs on its own context so one caller hanging up does not fail the others.
-func (c *Cache) load(ctx context.Context, k credKey) (db.CachedCredential, error) {
-	ch := c.group.DoChan(k.appid+"\x00"+k.kind, func() (any, error) {
+// runs on its own context so one caller hanging up does not fail the others. A miss (not
+// forced) looks at the cache again first: a read that finished between the caller's look and
+// its turn has installed what it wants. Forced reads (Reload) fly apart from misses.
+func (c *Cache) load(ctx context.Context, k credKey, force bool) (db.CachedCredential, error) {
+	flight := k.appid + "\x00" + k.kind
+	if force {
+		flight += "\x00reload"
+	}
+	ch := c.group.DoChan(flight, func() (any, error) {
+		if e := c.entry(k, time.Now()); e != nil && !force {
+			return e.cred, nil
+		}
 		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		for attempt := 0; ; attempt++ {

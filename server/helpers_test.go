@@ -228,3 +228,32 @@ func pool(t testing.TB, e *env) *pgxpool.Pool {
 	t.Cleanup(p.Close)
 	return p
 }
+
+// claimDue claims the one due credential through store, as a worker of api would.
+func claimDue(t testing.TB, store *db.Store, api string, rotates bool) db.Claim {
+	t.Helper()
+	res, err := store.ClaimDue(context.Background(), db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
+		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: api, DailyLimit: 100, Rotates: rotates}, nil }})
+	require.NoError(t, err)
+	require.Len(t, res.Claims, 1)
+	return res.Claims[0]
+}
+
+// storeToken claims the one due access token and writes value for it, as a worker would:
+// valid for an hour and due again in an hour, the value it replaces kept for previousValidFor.
+func storeToken(t testing.TB, store *db.Store, api string, rotates bool, value string, previousValidFor time.Duration) {
+	t.Helper()
+	_, _, err := store.WriteCredential(context.Background(), claimDue(t, store, api, rotates), db.Write{Value: value,
+		ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: previousValidFor})
+	require.NoError(t, err)
+}
+
+// forceRefreshAtWeChat forces a new stable token of appid at the simulator, as someone
+// outside wxhub would: the stored token dies at once.
+func forceRefreshAtWeChat(t testing.TB, e *env, appid string) {
+	t.Helper()
+	res, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
+		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid, "secret-"+appid)))
+	require.NoError(t, err)
+	res.Body.Close()
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"wxhub/db"
 	"wxhub/server"
 )
 
@@ -58,13 +57,7 @@ func TestARequestedRefreshShortensWhatEveryNodePromises(t *testing.T) {
 	n1, n2 := e.startNodeWith(t, cfg), e.startNodeWith(t, cfg)
 	// The first token, written as a worker would, due in an hour; no worker runs, so nothing
 	// is fetched whatever is asked.
-	ctx := context.Background()
-	res, err := e.store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
-		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 100, Rotates: true}, nil }})
-	require.NoError(t, err)
-	require.Len(t, res.Claims, 1)
-	_, _, err = e.store.WriteCredential(ctx, res.Claims[0], db.Write{Value: "token-1", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: promiseOverlap})
-	require.NoError(t, err)
+	storeToken(t, e.store, "token", true, "token-1", promiseOverlap)
 
 	// Due in an hour, yet promised only for the overlap minus the staleness bound from now:
 	// a refresh may be asked for at any moment.
@@ -80,10 +73,7 @@ func TestARequestedRefreshShortensWhatEveryNodePromises(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, r.text)
 	// A worker claims the requested refresh (claims notify nobody): from now on it may fetch
 	// the replacement at any moment.
-	res, err = e.store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
-		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 100, Rotates: true}, nil }})
-	require.NoError(t, err)
-	require.Len(t, res.Claims, 1)
+	claimDue(t, e.store, "token", true)
 
 	// Node 2's listener is alive, so it reads nothing again on its own; the request's
 	// notification alone stops it from promising past the overlap after the request.
@@ -139,17 +129,12 @@ func TestANodeNeverHandsOutAValueWhosePromiseHasRunOut(t *testing.T) {
 func TestAnOverdueClassicTokenNoFetchHasReachedIsServedAtOnce(t *testing.T) {
 	t.Parallel()
 	e, cfg := classicEnv(t, "wxoverdue")
+	storeToken(t, e.store, "token", true, "token-1", promiseOverlap)
 	ctx := context.Background()
-	res, err := e.store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
-		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 100, Rotates: true}, nil }})
-	require.NoError(t, err)
-	require.Len(t, res.Claims, 1)
-	_, _, err = e.store.WriteCredential(ctx, res.Claims[0], db.Write{Value: "token-1", ExpiresAt: time.Now().Add(time.Hour), RefreshIn: time.Hour, PreviousValidFor: promiseOverlap})
-	require.NoError(t, err)
 	// Its replacement was due 30 s ago, more than the overlap, and no worker has claimed it
 	// (none runs): every fetch of the replacement comes after a read now, so the token works
 	// for the overlap after it.
-	_, err = pool(t, e).Exec(ctx, `UPDATE credentials SET replace_not_before = now() - interval '30 seconds'
+	_, err := pool(t, e).Exec(ctx, `UPDATE credentials SET replace_not_before = now() - interval '30 seconds'
 		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxoverdue')`)
 	require.NoError(t, err)
 	n := e.startNodeWith(t, cfg)

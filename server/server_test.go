@@ -212,9 +212,7 @@ func TestInvalidateCoalescesIntoOneRefresh(t *testing.T) {
 
 	// Someone outside wxhub forced a refresh: WeChat now rejects the stored token after the
 	// overlap, and every app server reports it at once.
-	_, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
-		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid(1), "secret-"+appid(1))))
-	require.NoError(t, err)
+	forceRefreshAtWeChat(t, e, appid(1))
 	reportsBefore := n.srv.DeadReports()
 	var wg sync.WaitGroup
 	results := make([]string, 100)
@@ -375,9 +373,7 @@ func TestATokenReportedRejectedIsNotHandedOutAgainWhenItsRefreshFails(t *testing
 	tok, gen := n.token(t, adminKey, appid(1))
 	// Someone outside wxhub forced a refresh: WeChat rejects the stored token at once. And
 	// WeChat then fails every call for the account: the refresh the report asks for fails.
-	_, err := http.Post(e.simURL+"/cgi-bin/stable_token", "application/json",
-		stringsReader(fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":true}`, appid(1), "secret-"+appid(1))))
-	require.NoError(t, err)
+	forceRefreshAtWeChat(t, e, appid(1))
 	require.NoError(t, e.sim.SetFaults(wechatsim.Faults{AppID: appid(1), HTTPStatus: http.StatusBadGateway}))
 	res := n.call(t, adminKey, http.MethodPost, "/v1/accounts/"+appid(1)+"/access-token/invalidate",
 		map[string]any{"access_token": tok, "errcode": 40001})
@@ -488,15 +484,7 @@ func TestANodeWithoutTheWritersKeySaysSo(t *testing.T) {
 	// before this node got the new ring.
 	ring, err := keyring.Parse("t2:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=," + testKeys)
 	require.NoError(t, err)
-	rotated := db.NewStore(pool(t, e), ring)
-	ctx := context.Background()
-	res, err := rotated.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
-		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 100}, nil }})
-	require.NoError(t, err)
-	require.Len(t, res.Claims, 1)
-	_, _, err = rotated.WriteCredential(ctx, res.Claims[0], db.Write{Value: "token-under-t2", ExpiresAt: time.Now().Add(time.Hour),
-		RefreshIn: time.Hour, PreviousValidFor: time.Hour})
-	require.NoError(t, err)
+	storeToken(t, db.NewStore(pool(t, e), ring), "stable_token", false, "token-under-t2", time.Hour)
 
 	r := n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid(1)+"/access-token", nil)
 	require.Equal(t, http.StatusServiceUnavailable, r.status, r.text)

@@ -24,41 +24,11 @@ func TestDevPrintsCurlLinesThatWork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster of its own")
 	}
-	t.Setenv("DATABASE_URL", "")
-	t.Setenv("WXHUB_KEYS", "")
-	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
-	// Not t.TempDir: its parent is private to root, and the local server runs as postgres.
-	dataDir, err := os.MkdirTemp("", "wxhub-dev-test-")
+	d := startDev(t, devDataDir(t))
+	require.True(t, strings.HasPrefix(d.curlKey, "wxh_"))
+	req, err := http.NewRequest(http.MethodGet, d.curlURL, nil)
 	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dataDir, 0o755))
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
-	ctx, cancel := context.WithCancel(context.Background())
-	r, w := io.Pipe()
-	done := make(chan int, 1)
-	var stderr strings.Builder
-	go func() {
-		done <- run(ctx, []string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--log-level", "error"}, w, &stderr)
-		w.Close()
-	}()
-	curl := regexp.MustCompile(`^\s*curl -H 'Authorization: Bearer (\S+)' (http://\S+/access-token)$`)
-	var key, url string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
-			key, url = m[1], m[2]
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, r) }()
-	if url == "" {
-		<-done
-		t.Fatalf("no access-token curl line printed; stderr: %s", stderr.String())
-	}
-	require.True(t, strings.HasPrefix(key, "wxh_"))
-
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Authorization", "Bearer "+d.curlKey)
 	client := &http.Client{Timeout: 15 * time.Second}
 	res, err := client.Do(req)
 	require.NoError(t, err)
@@ -66,20 +36,29 @@ func TestDevPrintsCurlLinesThatWork(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
 	require.Contains(t, string(body), `"access_token"`)
+	d.stop()
+}
 
-	cancel()
-	select {
-	case code := <-done:
-		require.Zero(t, code, "Ctrl-C stops everything cleanly")
-	case <-time.After(30 * time.Second):
-		t.Fatal("wxhub dev did not stop")
-	}
+// devDataDir is a fresh data folder for `wxhub dev`, with no key ring, admin key or database
+// from the environment.
+func devDataDir(t *testing.T) string {
+	t.Helper()
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("WXHUB_KEYS", "")
+	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
+	// Not t.TempDir: its parent is private to root, and the local server runs as postgres.
+	dir, err := os.MkdirTemp("", "wxhub-dev-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // devRun is a running `wxhub dev`, with what it printed.
 type devRun struct {
-	api, sim, key string
-	stop          func()
+	api, sim, key    string
+	curlURL, curlKey string // of the printed access-token curl line
+	stop             func()
 }
 
 // startDev starts `wxhub dev` on dataDir, as the README's run command does, and reads the
@@ -96,9 +75,13 @@ func startDev(t *testing.T, dataDir string, extra ...string) devRun {
 		w.Close()
 	}()
 	field := regexp.MustCompile(`^\s+(API|simulator|admin key)\s+(\S+)`)
+	curl := regexp.MustCompile(`^\s*curl -H 'Authorization: Bearer (\S+)' (http://\S+/access-token)$`)
 	var d devRun
 	sc := bufio.NewScanner(r)
-	for sc.Scan() && (d.api == "" || d.sim == "" || d.key == "") {
+	for sc.Scan() && d.curlURL == "" {
+		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
+			d.curlKey, d.curlURL = m[1], m[2]
+		}
 		if m := field.FindStringSubmatch(sc.Text()); m != nil {
 			switch m[1] {
 			case "API":
@@ -111,10 +94,10 @@ func startDev(t *testing.T, dataDir string, extra ...string) devRun {
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, r) }()
-	if d.key == "" {
+	if d.key == "" || d.curlURL == "" {
 		cancel()
 		<-done
-		t.Fatalf("wxhub dev did not print its addresses and key; stderr: %s", stderr.String())
+		t.Fatalf("wxhub dev did not print its addresses, key and curl lines; stderr: %s", stderr.String())
 	}
 	d.stop = func() {
 		cancel()
@@ -161,13 +144,7 @@ func TestDevAccountsOfYourOwnWorkAndSurviveARestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster of its own")
 	}
-	t.Setenv("DATABASE_URL", "")
-	t.Setenv("WXHUB_KEYS", "")
-	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
-	dataDir, err := os.MkdirTemp("", "wxhub-dev-test-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dataDir, 0o755))
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := devDataDir(t)
 
 	d := startDev(t, dataDir)
 	status, _ := d.call(t, http.MethodPost, "/v1/tenants", `{"name":"mine"}`)
@@ -195,13 +172,7 @@ func TestDevStartsWithARevokedAdminKeyAndPrintsANewOne(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster of its own")
 	}
-	t.Setenv("DATABASE_URL", "")
-	t.Setenv("WXHUB_KEYS", "")
-	t.Setenv("WXHUB_BOOTSTRAP_ADMIN_KEY", "")
-	dataDir, err := os.MkdirTemp("", "wxhub-dev-test-")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dataDir, 0o755))
-	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	dataDir := devDataDir(t)
 
 	d := startDev(t, dataDir, "--account", "wxflag0000000001:flag-secret")
 	status, body := d.call(t, http.MethodGet, "/v1/accounts/wxflag0000000001/access-token", "")
