@@ -357,8 +357,7 @@ const credentialHold = `-- name: CredentialHold :many
 WITH hold AS (
     SELECT c.account_id, c.kind, c.previous_expires_at,
            CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
-               THEN coalesce(c.orphan_hold_until,
-                             greatest(c.replace_not_before, c.claimed_until) + make_interval(secs => $2::float8))
+               THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => $2::float8))
            END AS orphan_until
     FROM credentials c
     WHERE (c.account_id, c.kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
@@ -397,11 +396,9 @@ type CredentialHoldRow struct {
 //     is still recorded) or its call's answer was lost. The stored value may then no longer
 //     be WeChat's newest, and the next fetch could kill it at once, so the hold lasts until
 //     the nodes have stopped promising it: hold_seconds (the overlap and a margin) after
-//     replace_not_before, or after the unfinished claim's lease if that ends later. A
-//     worker calls WeChat no later than the overlap after it began its claim, so after its
-//     lease plus the overlap its call is over: a replacement fetched sooner could be
-//     superseded by that late call and stored while WeChat kills it. It is kept until a
-//     write clears it.
+//     replace_not_before. It is kept until a write clears it. (The unfinished claim's own
+//     worker calls WeChat only while its call can end inside its lease, so no call of it
+//     lands after a takeover's.)
 //
 // Rows still held come back with held set and must not be claimed.
 func (q *Queries) CredentialHold(ctx context.Context, arg CredentialHoldParams) ([]CredentialHoldRow, error) {
