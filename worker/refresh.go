@@ -45,14 +45,14 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		w.fail(ctx, c, errNoAccessToken)
 		return
 	}
-	// A call of a rotating credential must end inside the claim's lease: once the lease has
-	// run out another worker may take the credential over and fetch, and a call landing after
-	// that would supersede what the new holder stores, which WeChat would then kill while
-	// nodes promise it. ClaimedAt is at or before the lease's start, so a worker that was
-	// slow to get its claim back, or paused between claiming and calling, does not call. The
-	// overlap bounds it too: a takeover of an unfinished claim waits the overlap (see
-	// orphanMargin) before fetching.
-	if r.rotates && time.Since(c.ClaimedAt)+w.cfg.CallTimeout >= min(w.cfg.Lease, w.cfg.Overlap) {
+	// A worker that takes an unfinished claim of a rotating credential over waits until the
+	// overlap has passed since the claim (see orphanMargin), so a call that surely ends
+	// before that cannot reach WeChat after the new holder's call and kill what it stores.
+	// And once the lease has run out another worker may already have taken over and fetched:
+	// a call made after that would supersede what the new holder stores. ClaimedAt is at or
+	// before the lease's start, so a worker that was slow to get its claim back, or paused
+	// between claiming and calling, does not call.
+	if r.rotates && (time.Since(c.ClaimedAt)+w.cfg.CallTimeout >= w.cfg.Overlap || time.Since(c.ClaimedAt) >= w.cfg.Lease) {
 		w.fail(ctx, c, errLateClaim)
 		return
 	}
