@@ -234,8 +234,11 @@ func (b *bench) refreshes(ctx context.Context, n int, o options) error {
 }
 
 // makeTemplate creates a database with n official accounts whose access tokens are all due,
-// and the same accounts in the simulator. Setting up is not measured, so it commits
-// without waiting for the disk.
+// and the same accounts in the simulator. Every token already holds a value, as due tokens
+// do in service (a refresh replaces a value of the same size, which is what lets its update
+// stay on its page). The tokens are classic, so that every refresh fetches a new value: a
+// stable token would come back unchanged until its last minutes. Setting up is not
+// measured, so it commits without waiting for the disk.
 func (b *bench) makeTemplate(ctx context.Context, name string, n int) error {
 	if err := b.exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+name, "CREATE DATABASE "+name); err != nil {
 		return err
@@ -268,7 +271,8 @@ func (b *bench) makeTemplate(ctx context.Context, name string, n int) error {
 				appid := fmt.Sprintf("wxb%d_%07d", n, i)
 				err := b.sim.AddAccount(wechatsim.Account{AppID: appid, Secret: "s-" + appid})
 				if err == nil {
-					_, err = store.CreateAccount(ctx, db.NewAccount{Tenant: "bench", AppID: appid, Kind: "official_account", Secret: "s-" + appid})
+					_, err = store.CreateAccount(ctx, db.NewAccount{Tenant: "bench", AppID: appid, Kind: "official_account",
+						Secret: "s-" + appid, TokenMode: "classic"})
 				}
 				if err != nil {
 					errs <- err
@@ -282,7 +286,11 @@ func (b *bench) makeTemplate(ctx context.Context, name string, n int) error {
 	if err := <-errs; err != nil {
 		return err
 	}
-	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '1 minute'")
+	if _, err := b.workers(ctx, url+"&options=-c%20synchronous_commit%3Doff", n, 2, false, ""); err != nil {
+		return fmt.Errorf("first values: %w", err)
+	}
+	b.hot = nil
+	_, err = pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now() - interval '1 minute'")
 	if err != nil {
 		return err
 	}
@@ -314,7 +322,8 @@ func (b *bench) exec(ctx context.Context, database string, statements ...string)
 	return nil
 }
 
-// workers runs w workers with the binary's defaults until every credential holds a value.
+// workers runs w workers with the binary's defaults until every credential holds a value
+// newer than the one it held at the start.
 func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool, profilePath string) (time.Duration, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -326,6 +335,10 @@ func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool,
 		return 0, err
 	}
 	defer watch.Close()
+	var before int64
+	if err := watch.QueryRow(ctx, "SELECT coalesce(min(generation), 0) FROM credentials").Scan(&before); err != nil {
+		return 0, err
+	}
 	if profile {
 		f, err := os.Create(profilePath)
 		if err != nil {
@@ -359,7 +372,7 @@ func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool,
 		}
 		wg.Go(func() { errs <- wk.Run(runCtx) })
 	}
-	elapsed, err := waitAllFresh(ctx, watch, n, start)
+	elapsed, err := waitAllFresh(ctx, watch, n, before, start)
 	stop()
 	wg.Wait()
 	close(errs)
@@ -371,22 +384,28 @@ func (b *bench) workers(ctx context.Context, url string, n, w int, profile bool,
 		p.Close()
 	}
 	pools = nil
-	var updates, hot int64
-	if serr := watch.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'credentials'`).
-		Scan(&updates, &hot); serr != nil {
+	var updates, hot, schedUpdates, schedHot int64
+	if serr := watch.QueryRow(ctx, `SELECT
+			sum(n_tup_upd) FILTER (WHERE relname = 'credentials'), sum(n_tup_hot_upd) FILTER (WHERE relname = 'credentials'),
+			sum(n_tup_upd) FILTER (WHERE relname = 'credential_schedule'), sum(n_tup_hot_upd) FILTER (WHERE relname = 'credential_schedule')
+		FROM pg_stat_user_tables`).Scan(&updates, &hot, &schedUpdates, &schedHot); serr != nil {
 		return elapsed, errors.Join(err, serr)
 	}
-	b.hot = append(b.hot, fmt.Sprintf("%d worker(s): %d updates of credentials, %d of them HOT (%.0f%%)",
-		w, updates, hot, 100*float64(hot)/float64(max(1, updates))))
+	b.hot = append(b.hot, fmt.Sprintf("%d worker(s): %d updates of credentials, %d of them HOT (%.0f%%); "+
+		"%d of credential_schedule, %d HOT (%.0f%%); together %.0f%% HOT",
+		w, updates, hot, 100*float64(hot)/float64(max(1, updates)),
+		schedUpdates, schedHot, 100*float64(schedHot)/float64(max(1, schedUpdates)),
+		100*float64(hot+schedHot)/float64(max(1, updates+schedUpdates))))
 	return elapsed, err
 }
 
-// waitAllFresh polls until every credential holds a value, and returns the time since start.
-func waitAllFresh(ctx context.Context, pool *pgxpool.Pool, n int, start time.Time) (time.Duration, error) {
+// waitAllFresh polls until every credential holds a value past generation before, and returns
+// the time since start.
+func waitAllFresh(ctx context.Context, pool *pgxpool.Pool, n int, before int64, start time.Time) (time.Duration, error) {
 	deadline := start.Add(10 * time.Minute)
 	for {
 		var fresh int
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM credentials WHERE generation > 0").Scan(&fresh); err != nil {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM credentials WHERE generation > $1", before).Scan(&fresh); err != nil {
 			return 0, err
 		}
 		if fresh >= n {
@@ -399,22 +418,29 @@ func waitAllFresh(ctx context.Context, pool *pgxpool.Pool, n int, start time.Tim
 	}
 }
 
-// floorWrite is what a refresh changes in a row, without the fences: the floors' UPDATE.
-const floorWrite = `UPDATE credentials SET value_ciphertext = '\x01', value_key_id = 'k', value_fingerprint = 'f',
-	expires_at = now() + interval '2 hours', generation = generation + 1, refresh_at = now() + interval '1 hour'`
+// floorWrite is what a refresh changes, without the fences: the value of the credentials
+// where selects (w, the written rows) and their schedule; the floors' common table
+// expressions.
+func floorWrite(where string) string {
+	return `w AS (UPDATE credentials SET value_ciphertext = '\x01', value_key_id = 'k', value_fingerprint = 'f',
+		expires_at = now() + interval '2 hours', generation = generation + 1, replace_not_before = now() + interval '1 hour'
+		WHERE ` + where + ` RETURNING account_id, kind, generation),
+	s AS (UPDATE credential_schedule s SET refresh_at = now() + interval '1 hour'
+		FROM w WHERE s.account_id = w.account_id AND s.kind = w.kind)`
+}
 
 // floorPerRow is the old write path's floor: each credential its own transaction of one
 // UPDATE with its pg_notify, from conns connections.
 func floorPerRow(ctx context.Context, url string, conns int) (time.Duration, error) {
-	return floor(ctx, url, conns, 1, floorWrite+` WHERE account_id = ($1::bigint[])[1] AND kind = 'access_token'
-		RETURNING pg_notify('wxhub_changes', json_build_object('account_id', account_id, 'kind', kind, 'generation', generation)::text)`)
+	return floor(ctx, url, conns, 1, `WITH `+floorWrite(`account_id = ($1::bigint[])[1] AND kind = 'access_token'`)+`
+		SELECT pg_notify('wxhub_changes', json_build_object('account_id', account_id, 'kind', kind, 'generation', generation)::text)
+		FROM w`)
 }
 
 // floorBatched is the batched write path's floor: rows credentials per statement (one
 // transaction) and one pg_notify, from conns connections.
 func floorBatched(ctx context.Context, url string, rows, conns int) (time.Duration, error) {
-	return floor(ctx, url, conns, rows, `WITH w AS (`+floorWrite+` WHERE account_id = ANY($1) AND kind = 'access_token'
-		RETURNING account_id, kind, generation)
+	return floor(ctx, url, conns, rows, `WITH `+floorWrite(`account_id = ANY($1) AND kind = 'access_token'`)+`
 		SELECT pg_notify('wxhub_changes', json_build_object('credentials', json_agg(json_build_array(account_id, kind, generation)))::text)
 		FROM w`)
 }
@@ -552,8 +578,8 @@ type commit struct {
 // writeDue makes appid's access token due (every account's when appid is ""), claims and
 // refreshes it through the store, and says when the write came back committed.
 func (b *bench) writeDue(ctx context.Context, store *db.Store, pool *pgxpool.Pool, appid string) (commit, error) {
-	_, err := pool.Exec(ctx, `UPDATE credentials c SET refresh_at = now() FROM accounts a
-		WHERE a.id = c.account_id AND ($1 = '' OR a.appid = $1)`, appid)
+	_, err := pool.Exec(ctx, `UPDATE credential_schedule s SET refresh_at = now() FROM accounts a
+		WHERE a.id = s.account_id AND ($1 = '' OR a.appid = $1)`, appid)
 	if err != nil {
 		return commit{}, err
 	}

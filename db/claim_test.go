@@ -34,7 +34,10 @@ func claimSetup(t *testing.T) claimBundle {
 func (b claimBundle) due(t *testing.T) {
 	t.Helper()
 	_, err := b.pool.Exec(context.Background(),
-		"UPDATE credentials SET refresh_at = now(), replace_not_before = now() WHERE account_id = $1", b.account.ID)
+		"UPDATE credentials SET replace_not_before = now() WHERE account_id = $1", b.account.ID)
+	require.NoError(t, err)
+	_, err = b.pool.Exec(context.Background(),
+		"UPDATE credential_schedule SET refresh_at = now() WHERE account_id = $1", b.account.ID)
 	require.NoError(t, err)
 }
 
@@ -264,7 +267,7 @@ func TestARequestKeepsADueCredentialsPlaceInTheQueue(t *testing.T) {
 	ctx := context.Background()
 	// Due ten seconds ago, behind a backlog after an outage: a node that asks for it must not
 	// send it to the back of the queue.
-	_, err := b.pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '10 seconds' WHERE account_id = $1", b.account.ID)
+	_, err := b.pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now() - interval '10 seconds' WHERE account_id = $1", b.account.ID)
 	require.NoError(t, err)
 	before := b.credential(t)
 	did, err := b.store.RequestRefresh(ctx, b.account.ID, "access_token", before.Generation, 0)

@@ -292,7 +292,7 @@ func TestTheDBAViewsShowStateWithoutSecrets(t *testing.T) {
 	defer pool.Close()
 	store := db.NewStore(pool, ring(t, keyA))
 	accounts := seed(t, store, 2)
-	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '1 minute' WHERE account_id = $1", accounts[0].ID)
+	_, err = pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now() - interval '1 minute' WHERE account_id = $1", accounts[0].ID)
 	require.NoError(t, err)
 
 	var columns []string

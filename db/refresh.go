@@ -124,10 +124,12 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 		}
 		// One credential per account per round: the rest stay due for the next round.
 		seen := map[int64]bool{}
-		var ids, parked []int64
+		var ids []int64
+		var parked dbsqlc.CredentialUnscheduleParams
 		for _, d := range due {
 			if d.AccountStatus != "active" && d.AccountStatus != "failing" {
-				parked = append(parked, d.AccountID)
+				parked.AccountIds = append(parked.AccountIds, d.AccountID)
+				parked.Kinds = append(parked.Kinds, d.Kind)
 				continue
 			}
 			if !seen[d.AccountID] {
@@ -135,7 +137,7 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 				ids = append(ids, d.AccountID)
 			}
 		}
-		if len(parked) > 0 {
+		if len(parked.AccountIds) > 0 {
 			if err := q.CredentialUnschedule(ctx, parked); err != nil {
 				return err
 			}
@@ -413,6 +415,7 @@ type Failure struct {
 // the retry, updates the account's status when the failure says so, and gives back the
 // counted call of a claim that made none.
 func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
+	var lost bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
 		n, err := q.CredentialRecordFailure(ctx, dbsqlc.CredentialRecordFailureParams{
@@ -423,9 +426,9 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return ErrClaimLost
-		}
+		lost = n == 0
+		// The count this claim made for a call it never made is given back even when a later
+		// claim took the credential over: that claim counted its own call.
 		if f.NotCalled {
 			if _, err := q.UpstreamCallsRefund(ctx, dbsqlc.UpstreamCallsRefundParams{
 				AccountID: c.AccountID, Api: c.API, Day: c.QuotaDay,
@@ -433,7 +436,7 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 				return err
 			}
 		}
-		if f.AccountStatus == "" {
+		if lost || f.AccountStatus == "" {
 			return nil
 		}
 		if err := q.AccountSetStatus(ctx, dbsqlc.AccountSetStatusParams{ID: c.AccountID, Status: f.AccountStatus, StatusReason: f.Reason}); err != nil {
@@ -442,6 +445,9 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 		// API nodes answer requests for a failing account at once, from what they cached.
 		return q.AccountNotify(ctx, c.AccountID)
 	})
+	if err == nil && lost {
+		err = ErrClaimLost
+	}
 	if err != nil {
 		return fmt.Errorf("record failure of %s of %s: %w", c.Kind, c.AppID, err)
 	}

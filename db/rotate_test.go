@@ -158,6 +158,6 @@ func swap(t *testing.T, pool *pgxpool.Pool, a, b int64) {
 
 func due(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	_, err := pool.Exec(context.Background(), `UPDATE credentials SET refresh_at = now() - interval '1 second'`)
+	_, err := pool.Exec(context.Background(), `UPDATE credential_schedule SET refresh_at = now() - interval '1 second'`)
 	require.NoError(t, err)
 }

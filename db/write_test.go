@@ -21,7 +21,7 @@ func TestARetriedWriteIsRecognisedAndAStaleOneIsFenced(t *testing.T) {
 	defer pool.Close()
 	store := db.NewStore(pool, ring(t, keyA))
 	account := seed(t, store, 1)[0]
-	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() WHERE account_id = $1", account.ID)
+	_, err = pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now() WHERE account_id = $1", account.ID)
 	require.NoError(t, err)
 	res, err := store.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
 		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 1000}, nil }})
@@ -71,7 +71,7 @@ func TestABatchFencesEachRowOnItsOwn(t *testing.T) {
 	store := db.NewStore(pool, ring(t, keyA))
 	const n = 250
 	accounts := seed(t, store, n)
-	_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now()")
+	_, err = pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now()")
 	require.NoError(t, err)
 	plan := func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 1000}, nil }
 	res, err := store.ClaimDue(ctx, db.ClaimRequest{Worker: "batch", Max: n, Lease: time.Minute, Plan: plan})
@@ -186,7 +186,7 @@ func TestWritesAndAccountChangesDoNotDeadlock(t *testing.T) {
 		for time.Now().Before(deadline) {
 			_, err := pool.Exec(ctx, "UPDATE accounts SET status = 'failing'")
 			if err == nil {
-				_, err = pool.Exec(ctx, "UPDATE credentials SET refresh_at = now() - interval '1 second'")
+				_, err = pool.Exec(ctx, "UPDATE credential_schedule SET refresh_at = now() - interval '1 second'")
 			}
 			var res db.ClaimResult
 			if err == nil {

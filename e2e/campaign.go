@@ -113,12 +113,13 @@ func (c *Cluster) Health(ctx context.Context) (Health, error) {
 	}
 	err := c.DB.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE c.attempts > 0),
-		       count(*) FILTER (WHERE greatest(c.refresh_at, c.claimed_until) < now() - interval '2 seconds'),
+		       count(*) FILTER (WHERE greatest(s.refresh_at, c.claimed_until) < now() - interval '2 seconds'),
 		       count(*) FILTER (WHERE c.expires_at IS NULL OR c.expires_at < now()),
 		       count(*) FILTER (WHERE (c.kind <> 'access_token' OR a.token_mode = 'classic')
 		                          AND c.replace_not_before + make_interval(secs => $1) < now()),
 		       count(DISTINCT a.id) FILTER (WHERE a.status <> 'active')
-		FROM credentials c JOIN accounts a ON a.id = c.account_id`, c.Opts.Overlap.Seconds()).
+		FROM credentials c JOIN accounts a ON a.id = c.account_id
+		JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind`, c.Opts.Overlap.Seconds()).
 		Scan(&h.Retrying, &h.Overdue, &h.Expired, &h.Unpromised, &h.NotActive)
 	return h, err
 }

@@ -202,7 +202,7 @@ func TestRelayNamesTheCredentialOfAHeldWriteAndCountsItsAnswer(t *testing.T) {
 	direct, err := db.Open(t.Context(), dsn)
 	require.NoError(t, err)
 	defer direct.Close()
-	_, err = direct.Exec(t.Context(), "UPDATE credentials SET refresh_at = now()")
+	_, err = direct.Exec(t.Context(), "UPDATE credential_schedule SET refresh_at = now()")
 	require.NoError(t, err)
 	plan := func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 10}, nil }
 	res, err = store.ClaimDue(t.Context(), db.ClaimRequest{Worker: "late", Max: 1, Lease: 100 * time.Millisecond, Plan: plan})

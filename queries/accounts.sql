@@ -57,13 +57,19 @@ WITH changed AS (
         updated_at = now()
     WHERE accounts.id = @id
     RETURNING *
-), scheduled AS (
+), replaceable AS (
     UPDATE credentials c
-    SET refresh_at = CASE WHEN @enabled::bool THEN greatest(now(), c.orphan_hold_until) END,
-        replace_not_before = CASE WHEN @enabled::bool AND c.orphan_hold_until IS NULL
+    SET replace_not_before = CASE WHEN @enabled::bool AND c.orphan_hold_until IS NULL
             THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END
     FROM changed
     WHERE c.account_id = changed.id
+    RETURNING c.account_id, c.kind, c.orphan_hold_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = CASE WHEN @enabled::bool THEN greatest(now(), replaceable.orphan_hold_until) END
+    FROM replaceable
+    WHERE s.account_id = replaceable.account_id
+      AND s.kind = replaceable.kind
 )
 SELECT * FROM changed;
 

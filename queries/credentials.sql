@@ -1,34 +1,48 @@
 -- name: CredentialInsert :one
--- CredentialInsert creates the empty row of a credential the account needs. An access token
--- is due at once; tickets wait (refresh_at NULL) until the first access token is written.
-INSERT INTO credentials (tenant_id, account_id, kind, refresh_at, replace_not_before)
-VALUES (@tenant_id, @account_id, @kind,
-    CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END,
-    CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
-ON CONFLICT (account_id, kind) DO NOTHING
-RETURNING *;
+-- CredentialInsert creates the empty row of a credential the account needs, with its
+-- schedule. An access token is due at once; tickets wait (refresh_at NULL) until the first
+-- access token is written.
+WITH inserted AS (
+    INSERT INTO credentials (tenant_id, account_id, kind, replace_not_before)
+    VALUES (@tenant_id, @account_id, @kind,
+        CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
+    ON CONFLICT (account_id, kind) DO NOTHING
+    RETURNING *
+), scheduled AS (
+    INSERT INTO credential_schedule (tenant_id, account_id, kind, refresh_at)
+    SELECT inserted.tenant_id, inserted.account_id, inserted.kind, inserted.replace_not_before
+    FROM inserted
+    RETURNING credential_schedule.account_id, credential_schedule.kind, credential_schedule.refresh_at
+)
+SELECT inserted.*, scheduled.refresh_at
+FROM inserted
+JOIN scheduled ON scheduled.account_id = inserted.account_id AND scheduled.kind = inserted.kind;
 
 -- name: CredentialGet :one
-SELECT *
-FROM credentials
-WHERE account_id = @account_id
-  AND kind = @kind;
+SELECT c.*, s.refresh_at
+FROM credentials c
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
+WHERE c.account_id = @account_id
+  AND c.kind = @kind;
 
 -- name: CredentialLockDue :many
 -- CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
 -- due first, skipping rows other workers hold and credentials whose claim's lease has not
--- run out, and returns what a refresh needs. The subquery walks the refresh_at index and
--- stops at the limit, however large the backlog.
+-- run out, and returns what a refresh needs. The subquery walks the schedule's refresh_at
+-- index and stops at the limit, however large the backlog. It locks the credentials, not
+-- their schedule rows: a schedule row is only ever changed by a statement that holds its
+-- credential's lock (see migration 00007).
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
-           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at,
+           c.expires_at, c.refresh_requested_at, c.attempts, s.refresh_at,
            (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
-    FROM credentials c
-    WHERE c.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+    FROM credential_schedule s
+    JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
+    WHERE s.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
       AND (c.claimed_until IS NULL OR c.claimed_until <= coalesce(sqlc.narg('now')::timestamptz, now()))
-    ORDER BY c.refresh_at
+    ORDER BY s.refresh_at
     LIMIT @max
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF c SKIP LOCKED
 )
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
@@ -42,11 +56,11 @@ LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_to
 ORDER BY due.refresh_at;
 
 -- name: CredentialUnschedule :exec
--- CredentialUnschedule stops refreshing the credentials of an account that is disabled or
--- unauthorized; enabling the account schedules them again.
-UPDATE credentials
+-- CredentialUnschedule stops refreshing credentials (locked by the claim) of accounts that
+-- are disabled or unauthorized; enabling an account schedules them again.
+UPDATE credential_schedule
 SET refresh_at = NULL
-WHERE account_id = ANY(@account_ids::bigint[])
+WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
   AND refresh_at <= now();
 
 -- name: AccountTryLock :many
@@ -72,23 +86,33 @@ WHERE pg_try_advisory_xact_lock(hashtextextended('wxhub/account/' || id::text, 0
 --     replace_not_before. It is kept until a write clears it. (The unfinished claim's own
 --     worker calls WeChat only while its call can end inside its lease, so no call of it
 --     lands after a takeover's.)
--- Rows still held come back with held set and must not be claimed.
+-- Rows still held come back with held set and must not be claimed. Only rows whose hold or
+-- schedule changes are written.
 WITH hold AS (
-    SELECT c.account_id, c.kind, c.previous_expires_at,
+    SELECT c.account_id, c.kind, c.previous_expires_at, c.orphan_hold_until,
            CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
                THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => @hold_seconds::float8))
            END AS orphan_until
     FROM credentials c
     WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
+), marked AS (
+    UPDATE credentials c
+    SET orphan_hold_until = hold.orphan_until
+    FROM hold
+    WHERE c.account_id = hold.account_id
+      AND c.kind = hold.kind
+      AND hold.orphan_hold_until IS DISTINCT FROM hold.orphan_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(s.refresh_at, hold.orphan_until, hold.previous_expires_at)
+    FROM hold
+    WHERE s.account_id = hold.account_id
+      AND s.kind = hold.kind
+      AND s.refresh_at < greatest(s.refresh_at, hold.orphan_until, hold.previous_expires_at)
 )
-UPDATE credentials c
-SET orphan_hold_until = hold.orphan_until,
-    refresh_at = greatest(c.refresh_at, hold.orphan_until, hold.previous_expires_at)
-FROM hold
-WHERE c.account_id = hold.account_id
-  AND c.kind = hold.kind
-RETURNING c.account_id, c.kind,
-    coalesce(greatest(hold.orphan_until, hold.previous_expires_at) > coalesce(sqlc.narg('now')::timestamptz, now()), false)::bool AS held;
+SELECT hold.account_id, hold.kind,
+    coalesce(greatest(hold.orphan_until, hold.previous_expires_at) > coalesce(sqlc.narg('now')::timestamptz, now()), false)::bool AS held
+FROM hold;
 
 -- name: CredentialClaim :many
 -- CredentialClaim is the second step of a claim, for credentials whose account lock is held
@@ -145,15 +169,23 @@ LEFT JOIN claimed ON claimed.account_id = i.account_id AND claimed.kind = i.kind
 WITH next_day AS (
     SELECT ((date_trunc('day', (coalesce(sqlc.narg('now')::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
              + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC') AS at
+), deferred AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL THEN next_day.at ELSE c.replace_not_before END,
+        last_error_code = @error_code::int,
+        last_error_message = @message::text
+    FROM next_day, credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+    RETURNING c.account_id, c.kind
 )
-UPDATE credentials
-SET refresh_at = next_day.at + make_interval(secs => random() * @jitter_seconds::float8),
-    replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
-    last_error_code = @error_code::int,
-    last_error_message = @message::text
-FROM next_day
-WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
-  AND refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now());
+UPDATE credential_schedule s
+SET refresh_at = next_day.at + make_interval(secs => random() * @jitter_seconds::float8)
+FROM deferred, next_day
+WHERE s.account_id = deferred.account_id
+  AND s.kind = deferred.kind;
 
 -- name: CredentialWriteFenced :many
 -- CredentialWriteFenced stores newly fetched values, a batch of credentials in one statement
@@ -186,7 +218,6 @@ WITH input AS (
         value_fingerprint    = i.value_fingerprint,
         expires_at           = i.expires_at,
         generation           = c.generation + 1,
-        refresh_at           = now() + make_interval(secs => i.refresh_in_seconds),
         replace_not_before   = now() + make_interval(secs => i.refresh_in_seconds),
         orphan_hold_until    = NULL,
         claimed_by           = NULL,
@@ -201,16 +232,31 @@ WITH input AS (
       AND c.kind = i.kind
       AND c.claim_seq = i.claim_seq
       AND c.generation = i.generation
-    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at
+    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at, c.replace_not_before AS refresh_at
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = written.refresh_at
+    FROM written
+    WHERE s.account_id = written.account_id
+      AND s.kind = written.kind
 ), woken AS (
     UPDATE credentials d
-    SET refresh_at = now(), replace_not_before = now()
-    FROM written
+    SET replace_not_before = now()
+    FROM written, credential_schedule ds
     WHERE written.kind = 'access_token'
       AND d.account_id = written.account_id
       AND d.kind <> 'access_token'
       AND d.generation = 0
-      AND d.refresh_at IS NULL
+      AND ds.account_id = d.account_id
+      AND ds.kind = d.kind
+      AND ds.refresh_at IS NULL
+    RETURNING d.account_id, d.kind
+), woken_scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = now()
+    FROM woken
+    WHERE s.account_id = woken.account_id
+      AND s.kind = woken.kind
 ), recovered AS (
     UPDATE accounts a
     SET status = 'active', status_reason = '', updated_at = now()
@@ -244,8 +290,7 @@ WHERE c.claim_seq = i.claim_seq
 -- and it notifies, so a caller waiting on a requested refresh learns the value stands.
 WITH rescheduled AS (
     UPDATE credentials
-    SET refresh_at           = greatest(now() + make_interval(secs => @refresh_in_seconds::float8), orphan_hold_until),
-        replace_not_before   = CASE WHEN orphan_hold_until IS NULL
+    SET replace_not_before   = CASE WHEN orphan_hold_until IS NULL
             THEN now() + make_interval(secs => @refresh_in_seconds::float8) ELSE replace_not_before END,
         claimed_by           = NULL,
         claimed_until        = NULL,
@@ -254,7 +299,13 @@ WITH rescheduled AS (
     WHERE credentials.account_id = @account_id
       AND credentials.kind = @kind
       AND credentials.claim_seq = @claim_seq
-    RETURNING credentials.account_id, credentials.kind, credentials.generation
+    RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.orphan_hold_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(now() + make_interval(secs => @refresh_in_seconds::float8), rescheduled.orphan_hold_until)
+    FROM rescheduled
+    WHERE s.account_id = rescheduled.account_id
+      AND s.kind = rescheduled.kind
 )
 SELECT pg_notify('wxhub_changes', json_build_object(
     'account_id', account_id, 'kind', kind, 'generation', generation)::text)
@@ -275,21 +326,29 @@ WITH hold AS (
     FROM credentials h
     WHERE h.account_id = @account_id
       AND h.kind = @kind
+), failed AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN hold.until IS NULL
+            THEN now() + make_interval(secs => @retry_in_seconds::float8) ELSE c.replace_not_before END,
+        orphan_hold_until  = hold.until,
+        claimed_by         = NULL,
+        claimed_until      = NULL,
+        attempts           = c.attempts + 1,
+        last_error_code    = @error_code::int,
+        last_error_message = @error_message::text
+    FROM hold
+    WHERE c.account_id = hold.account_id
+      AND c.kind = hold.kind
+      AND c.claim_seq = @claim_seq
+    RETURNING c.account_id, c.kind, hold.until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(now() + make_interval(secs => @retry_in_seconds::float8), failed.until)
+    FROM failed
+    WHERE s.account_id = failed.account_id
+      AND s.kind = failed.kind
 )
-UPDATE credentials c
-SET refresh_at         = greatest(now() + make_interval(secs => @retry_in_seconds::float8), hold.until),
-    replace_not_before = CASE WHEN hold.until IS NULL
-        THEN now() + make_interval(secs => @retry_in_seconds::float8) ELSE c.replace_not_before END,
-    orphan_hold_until  = hold.until,
-    claimed_by         = NULL,
-    claimed_until      = NULL,
-    attempts           = c.attempts + 1,
-    last_error_code    = @error_code::int,
-    last_error_message = @error_message::text
-FROM hold
-WHERE c.account_id = hold.account_id
-  AND c.kind = hold.kind
-  AND c.claim_seq = @claim_seq;
+SELECT failed.account_id FROM failed;
 
 -- name: CredentialRequestRefresh :execrows
 -- CredentialRequestRefresh makes a credential due now because its value was reported
@@ -305,22 +364,31 @@ WHERE c.account_id = hold.account_id
 -- WeChat answered 45009 (the day's quota is spent) nothing is fetched before the quota day
 -- turns, requests included: every call would be refused, and may count.
 WITH requested AS (
-    UPDATE credentials
-    SET orphan_hold_until = CASE WHEN @dead::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
-        previous_expires_at = CASE WHEN @dead::bool AND previous_expires_at > now() THEN now() ELSE previous_expires_at END,
-        refresh_at = CASE WHEN @dead::bool THEN least(refresh_at, now())
-                          ELSE greatest(least(refresh_at, now()), orphan_hold_until) END,
-        replace_not_before = CASE WHEN orphan_hold_until IS NULL
-            THEN least(coalesce(replace_not_before, now()), now()) ELSE replace_not_before END,
+    UPDATE credentials c
+    SET orphan_hold_until = CASE WHEN @dead::bool AND c.orphan_hold_until > now() THEN now() ELSE c.orphan_hold_until END,
+        previous_expires_at = CASE WHEN @dead::bool AND c.previous_expires_at > now() THEN now() ELSE c.previous_expires_at END,
+        replace_not_before = CASE WHEN c.orphan_hold_until IS NULL
+            THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END,
         refresh_requested_at = now(),
         last_request_at = now()
-    WHERE account_id = @account_id
-      AND kind = @kind
-      AND generation = @generation
-      AND (claimed_until IS NULL OR claimed_until <= now())
-      AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => @min_interval_seconds::float8))
-      AND NOT coalesce(last_error_code = 45009 AND refresh_at > now(), false)
-    RETURNING account_id, kind, generation
+    FROM credential_schedule s
+    WHERE c.account_id = @account_id
+      AND c.kind = @kind
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND c.generation = @generation
+      AND (c.claimed_until IS NULL OR c.claimed_until <= now())
+      AND (c.last_request_at IS NULL OR c.last_request_at < now() - make_interval(secs => @min_interval_seconds::float8))
+      AND NOT coalesce(c.last_error_code = 45009 AND s.refresh_at > now(), false)
+    RETURNING c.account_id, c.kind, c.generation, c.orphan_hold_until
+), scheduled AS (
+    -- A dead report ends the hold (orphan_hold_until is now); otherwise the hold is unchanged.
+    UPDATE credential_schedule s
+    SET refresh_at = CASE WHEN @dead::bool THEN least(s.refresh_at, now())
+                          ELSE greatest(least(s.refresh_at, now()), requested.orphan_hold_until) END
+    FROM requested
+    WHERE s.account_id = requested.account_id
+      AND s.kind = requested.kind
 )
 SELECT pg_notify('wxhub_changes', json_build_object(
     'account_id', account_id, 'kind', kind, 'generation', generation)::text)
@@ -329,20 +397,31 @@ FROM requested;
 -- name: CredentialCountDue :one
 -- CredentialCountDue is the backlog: credentials that are due and not claimed.
 SELECT count(*)
-FROM credentials
-WHERE refresh_at <= now()
-  AND (claimed_until IS NULL OR claimed_until <= now());
+FROM credential_schedule s
+JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
+WHERE s.refresh_at <= now()
+  AND (c.claimed_until IS NULL OR c.claimed_until <= now());
 
 -- name: CredentialPostpone :exec
 -- CredentialPostpone moves due credentials that cannot be refreshed now (no refresher for
 -- their kind yet) out of the way of the others, and says why.
-UPDATE credentials
-SET refresh_at = greatest(now() + make_interval(secs => @postpone_seconds::float8), orphan_hold_until),
-    replace_not_before = CASE WHEN orphan_hold_until IS NULL
-        THEN now() + make_interval(secs => @postpone_seconds::float8) ELSE replace_not_before END,
-    last_error_message = @message::text
-WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
-  AND refresh_at <= now();
+WITH postponed AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL
+            THEN now() + make_interval(secs => @postpone_seconds::float8) ELSE c.replace_not_before END,
+        last_error_message = @message::text
+    FROM credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= now()
+    RETURNING c.account_id, c.kind, c.orphan_hold_until
+)
+UPDATE credential_schedule s
+SET refresh_at = greatest(now() + make_interval(secs => @postpone_seconds::float8), postponed.orphan_hold_until)
+FROM postponed
+WHERE s.account_id = postponed.account_id
+  AND s.kind = postponed.kind;
 
 -- name: CredentialGetByAppID :one
 -- CredentialGetByAppID is what API nodes load into their cache: the credential with its
@@ -352,18 +431,20 @@ WHERE (account_id, kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kind
 -- time at the start of the read).
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
        c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
-       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
+       a.status_reason, c.last_error_code, s.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
        (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
 WHERE a.appid = @appid
   AND c.kind = @kind;
 
 -- name: CredentialListByAccount :many
-SELECT *
-FROM credentials
-WHERE account_id = @account_id
-ORDER BY kind;
+SELECT c.*, s.refresh_at
+FROM credentials c
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
+WHERE c.account_id = @account_id
+ORDER BY c.kind;
 
 -- name: CredentialLockAccount :exec
 -- CredentialLockAccount locks an account's credentials before anything changes the account
@@ -380,15 +461,25 @@ FOR UPDATE;
 -- its simulator starts empty, so the values an earlier run stored mean nothing to it, and
 -- must not be handed out before the worker fetches new ones. No claim of the earlier run can
 -- have reached this simulator, so none is left standing.
-UPDATE credentials
-SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
-    previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
-    refresh_at = CASE WHEN refresh_at IS NULL THEN NULL ELSE now() END,
-    replace_not_before = now(),
-    orphan_hold_until = NULL,
-    claimed_by = NULL,
-    claimed_until = NULL
-WHERE generation > 0 OR claimed_by IS NOT NULL;
+WITH expired AS (
+    UPDATE credentials
+    SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
+        previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+        replace_not_before = now(),
+        orphan_hold_until = NULL,
+        claimed_by = NULL,
+        claimed_until = NULL
+    WHERE generation > 0 OR claimed_by IS NOT NULL
+    RETURNING account_id, kind
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = now()
+    FROM expired
+    WHERE s.account_id = expired.account_id
+      AND s.kind = expired.kind
+      AND s.refresh_at IS NOT NULL
+)
+SELECT expired.account_id FROM expired;
 
 -- name: CredentialDeleteKinds :execrows
 -- CredentialDeleteKinds drops credentials the account no longer wants (tickets).
@@ -400,11 +491,22 @@ WHERE account_id = @account_id
 -- CredentialWakeNewTickets makes an account's tickets that have never been fetched due now
 -- when the account already has a valid access token: a ticket otherwise waits for the next
 -- access token write.
-UPDATE credentials c
-SET refresh_at = now(), replace_not_before = now()
-WHERE c.account_id = @account_id
-  AND c.kind <> 'access_token'
-  AND c.generation = 0
-  AND c.refresh_at IS NULL
-  AND EXISTS (SELECT 1 FROM credentials t
-              WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now());
+WITH woken AS (
+    UPDATE credentials c
+    SET replace_not_before = now()
+    FROM credential_schedule s
+    WHERE c.account_id = @account_id
+      AND c.kind <> 'access_token'
+      AND c.generation = 0
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at IS NULL
+      AND EXISTS (SELECT 1 FROM credentials t
+                  WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now())
+    RETURNING c.account_id, c.kind
+)
+UPDATE credential_schedule s
+SET refresh_at = now()
+FROM woken
+WHERE s.account_id = woken.account_id
+  AND s.kind = woken.kind;

@@ -30,9 +30,10 @@ LIMIT @max;
 -- name: StatusDue :one
 -- StatusDue counts the credentials due now and those overdue by more than a minute (no claim
 -- working on them), for the status page.
-SELECT count(*) FILTER (WHERE c.refresh_at <= now())::bigint AS due,
-       count(*) FILTER (WHERE greatest(c.refresh_at, c.claimed_until) < now() - interval '1 minute')::bigint AS overdue
-FROM credentials c
+SELECT count(*) FILTER (WHERE s.refresh_at <= now())::bigint AS due,
+       count(*) FILTER (WHERE greatest(s.refresh_at, c.claimed_until) < now() - interval '1 minute')::bigint AS overdue
+FROM credential_schedule s
+JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
 WHERE sqlc.narg('tenant_id')::bigint IS NULL OR c.tenant_id = sqlc.narg('tenant_id')::bigint;
 
 -- name: StatusQuotaToday :many

@@ -116,7 +116,9 @@ func TestANodeNeverHandsOutAValueWhosePromiseHasRunOut(t *testing.T) {
 	// that vanished since), so WeChat may kill it half a second from now. A node started
 	// after the change reads it, without racing a notification.
 	_, err := pool(t, e).Exec(context.Background(), `UPDATE accounts SET status = 'disabled' WHERE appid = 'wxrunout';
-		UPDATE credentials SET replace_not_before = now() - interval '7.5 seconds', refresh_at = NULL, claimed_by = 'vanished'
+		UPDATE credentials SET replace_not_before = now() - interval '7.5 seconds', claimed_by = 'vanished'
+		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxrunout');
+		UPDATE credential_schedule SET refresh_at = NULL
 		WHERE account_id = (SELECT id FROM accounts WHERE appid = 'wxrunout')`)
 	require.NoError(t, err)
 	n = e.startNodeWith(t, cfg)

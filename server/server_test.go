@@ -424,8 +424,9 @@ func TestAnExpiredTokenIsRefreshedAtOnceWhenAnAppServerAsks(t *testing.T) {
 	// The state a WeChat outage leaves: the token expired, and the worker's next retry is
 	// far off, spaced out to spare the quota. A node started now reads that state.
 	_, err := pool(t, e).Exec(context.Background(), `UPDATE credentials
-		SET expires_at = now() - interval '1 second', refresh_at = now() + interval '10 minutes', attempts = 5
-		WHERE kind = 'access_token'`)
+		SET expires_at = now() - interval '1 second', attempts = 5
+		WHERE kind = 'access_token';
+		UPDATE credential_schedule SET refresh_at = now() + interval '10 minutes' WHERE kind = 'access_token'`)
 	require.NoError(t, err)
 	fresh := e.startNode(t, 30*time.Second)
 

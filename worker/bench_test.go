@@ -104,8 +104,11 @@ func updateNotifyLoop(b *testing.B, pool *pgxpool.Pool, ids []int64, workers int
 				tx, err := pool.Begin(ctx)
 				require.NoError(b, err)
 				_, err = tx.Exec(ctx, `UPDATE credentials SET value_ciphertext = '\x01', value_key_id = 'k',
-					value_fingerprint = 'f', expires_at = now() + interval '2 hours', generation = generation + 1,
-					refresh_at = now() + interval '1 hour' WHERE account_id = $1 AND kind = 'access_token'`, ids[i])
+					value_fingerprint = 'f', expires_at = now() + interval '2 hours', generation = generation + 1
+					WHERE account_id = $1 AND kind = 'access_token'`, ids[i])
+				require.NoError(b, err)
+				_, err = tx.Exec(ctx, `UPDATE credential_schedule SET refresh_at = now() + interval '1 hour'
+					WHERE account_id = $1 AND kind = 'access_token'`, ids[i])
 				require.NoError(b, err)
 				_, err = tx.Exec(ctx, `SELECT pg_notify('wxhub_changes', $1)`, fmt.Sprint(ids[i]))
 				require.NoError(b, err)

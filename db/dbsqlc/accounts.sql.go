@@ -250,13 +250,19 @@ WITH changed AS (
         updated_at = now()
     WHERE accounts.id = $2
     RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
-), scheduled AS (
+), replaceable AS (
     UPDATE credentials c
-    SET refresh_at = CASE WHEN $1::bool THEN greatest(now(), c.orphan_hold_until) END,
-        replace_not_before = CASE WHEN $1::bool AND c.orphan_hold_until IS NULL
+    SET replace_not_before = CASE WHEN $1::bool AND c.orphan_hold_until IS NULL
             THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END
     FROM changed
     WHERE c.account_id = changed.id
+    RETURNING c.account_id, c.kind, c.orphan_hold_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = CASE WHEN $1::bool THEN greatest(now(), replaceable.orphan_hold_until) END
+    FROM replaceable
+    WHERE s.account_id = replaceable.account_id
+      AND s.kind = replaceable.kind
 )
 SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at FROM changed
 `

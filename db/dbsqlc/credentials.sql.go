@@ -147,9 +147,10 @@ func (q *Queries) CredentialClaim(ctx context.Context, arg CredentialClaimParams
 
 const credentialCountDue = `-- name: CredentialCountDue :one
 SELECT count(*)
-FROM credentials
-WHERE refresh_at <= now()
-  AND (claimed_until IS NULL OR claimed_until <= now())
+FROM credential_schedule s
+JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
+WHERE s.refresh_at <= now()
+  AND (c.claimed_until IS NULL OR c.claimed_until <= now())
 `
 
 // CredentialCountDue is the backlog: credentials that are due and not claimed.
@@ -162,26 +163,34 @@ func (q *Queries) CredentialCountDue(ctx context.Context) (int64, error) {
 
 const credentialDeferToNextQuotaDay = `-- name: CredentialDeferToNextQuotaDay :exec
 WITH next_day AS (
-    SELECT ((date_trunc('day', (coalesce($6::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
+    SELECT ((date_trunc('day', (coalesce($2::timestamptz, now()) AT TIME ZONE 'UTC') + interval '8 hours')
              + interval '1 day' - interval '8 hours') AT TIME ZONE 'UTC') AS at
+), deferred AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL THEN next_day.at ELSE c.replace_not_before END,
+        last_error_code = $3::int,
+        last_error_message = $4::text
+    FROM next_day, credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest($5::bigint[]), unnest($6::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= coalesce($2::timestamptz, now())
+    RETURNING c.account_id, c.kind
 )
-UPDATE credentials
-SET refresh_at = next_day.at + make_interval(secs => random() * $1::float8),
-    replace_not_before = CASE WHEN orphan_hold_until IS NULL THEN next_day.at ELSE replace_not_before END,
-    last_error_code = $2::int,
-    last_error_message = $3::text
-FROM next_day
-WHERE (account_id, kind) IN (SELECT unnest($4::bigint[]), unnest($5::text[]))
-  AND refresh_at <= coalesce($6::timestamptz, now())
+UPDATE credential_schedule s
+SET refresh_at = next_day.at + make_interval(secs => random() * $1::float8)
+FROM deferred, next_day
+WHERE s.account_id = deferred.account_id
+  AND s.kind = deferred.kind
 `
 
 type CredentialDeferToNextQuotaDayParams struct {
 	JitterSeconds float64
+	Now           *time.Time
 	ErrorCode     int32
 	Message       string
 	AccountIds    []int64
 	Kinds         []string
-	Now           *time.Time
 }
 
 // CredentialDeferToNextQuotaDay parks credentials whose API has no quota left today until
@@ -189,11 +198,11 @@ type CredentialDeferToNextQuotaDayParams struct {
 func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg CredentialDeferToNextQuotaDayParams) error {
 	_, err := q.db.Exec(ctx, credentialDeferToNextQuotaDay,
 		arg.JitterSeconds,
+		arg.Now,
 		arg.ErrorCode,
 		arg.Message,
 		arg.AccountIds,
 		arg.Kinds,
-		arg.Now,
 	)
 	return err
 }
@@ -219,15 +228,25 @@ func (q *Queries) CredentialDeleteKinds(ctx context.Context, arg CredentialDelet
 }
 
 const credentialExpireAll = `-- name: CredentialExpireAll :execrows
-UPDATE credentials
-SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
-    previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
-    refresh_at = CASE WHEN refresh_at IS NULL THEN NULL ELSE now() END,
-    replace_not_before = now(),
-    orphan_hold_until = NULL,
-    claimed_by = NULL,
-    claimed_until = NULL
-WHERE generation > 0 OR claimed_by IS NOT NULL
+WITH expired AS (
+    UPDATE credentials
+    SET expires_at = CASE WHEN expires_at > now() THEN now() ELSE expires_at END,
+        previous_expires_at = CASE WHEN previous_expires_at > now() THEN now() ELSE previous_expires_at END,
+        replace_not_before = now(),
+        orphan_hold_until = NULL,
+        claimed_by = NULL,
+        claimed_until = NULL
+    WHERE generation > 0 OR claimed_by IS NOT NULL
+    RETURNING account_id, kind
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = now()
+    FROM expired
+    WHERE s.account_id = expired.account_id
+      AND s.kind = expired.kind
+      AND s.refresh_at IS NOT NULL
+)
+SELECT expired.account_id FROM expired
 `
 
 // CredentialExpireAll makes every stored value expired and due now. Only `wxhub dev` uses it:
@@ -243,10 +262,11 @@ func (q *Queries) CredentialExpireAll(ctx context.Context) (int64, error) {
 }
 
 const credentialGet = `-- name: CredentialGet :one
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
-FROM credentials
-WHERE account_id = $1
-  AND kind = $2
+SELECT c.tenant_id, c.account_id, c.kind, c.value_ciphertext, c.value_key_id, c.value_fingerprint, c.expires_at, c.generation, c.previous_ciphertext, c.previous_key_id, c.previous_expires_at, c.claimed_by, c.claimed_until, c.claim_seq, c.refresh_requested_at, c.last_request_at, c.attempts, c.last_error_code, c.last_error_message, c.last_refreshed_at, c.replace_not_before, c.orphan_hold_until, s.refresh_at
+FROM credentials c
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
+WHERE c.account_id = $1
+  AND c.kind = $2
 `
 
 type CredentialGetParams struct {
@@ -254,9 +274,35 @@ type CredentialGetParams struct {
 	Kind      string
 }
 
-func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (Credential, error) {
+type CredentialGetRow struct {
+	TenantID           int64
+	AccountID          int64
+	Kind               string
+	ValueCiphertext    []byte
+	ValueKeyID         *string
+	ValueFingerprint   *string
+	ExpiresAt          *time.Time
+	Generation         int64
+	PreviousCiphertext []byte
+	PreviousKeyID      *string
+	PreviousExpiresAt  *time.Time
+	ClaimedBy          *string
+	ClaimedUntil       *time.Time
+	ClaimSeq           int64
+	RefreshRequestedAt *time.Time
+	LastRequestAt      *time.Time
+	Attempts           int32
+	LastErrorCode      *int32
+	LastErrorMessage   *string
+	LastRefreshedAt    *time.Time
+	ReplaceNotBefore   *time.Time
+	OrphanHoldUntil    *time.Time
+	RefreshAt          *time.Time
+}
+
+func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (CredentialGetRow, error) {
 	row := q.db.QueryRow(ctx, credentialGet, arg.AccountID, arg.Kind)
-	var i Credential
+	var i CredentialGetRow
 	err := row.Scan(
 		&i.TenantID,
 		&i.AccountID,
@@ -269,7 +315,6 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 		&i.PreviousCiphertext,
 		&i.PreviousKeyID,
 		&i.PreviousExpiresAt,
-		&i.RefreshAt,
 		&i.ClaimedBy,
 		&i.ClaimedUntil,
 		&i.ClaimSeq,
@@ -281,6 +326,7 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 		&i.LastRefreshedAt,
 		&i.ReplaceNotBefore,
 		&i.OrphanHoldUntil,
+		&i.RefreshAt,
 	)
 	return i, err
 }
@@ -288,10 +334,11 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
        c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
-       a.status_reason, c.last_error_code, c.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
+       a.status_reason, c.last_error_code, s.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
        (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a
 JOIN credentials c ON c.account_id = a.id
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
 WHERE a.appid = $1
   AND c.kind = $2
 `
@@ -355,21 +402,30 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 
 const credentialHold = `-- name: CredentialHold :many
 WITH hold AS (
-    SELECT c.account_id, c.kind, c.previous_expires_at,
+    SELECT c.account_id, c.kind, c.previous_expires_at, c.orphan_hold_until,
            CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
                THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => $2::float8))
            END AS orphan_until
     FROM credentials c
     WHERE (c.account_id, c.kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
+), marked AS (
+    UPDATE credentials c
+    SET orphan_hold_until = hold.orphan_until
+    FROM hold
+    WHERE c.account_id = hold.account_id
+      AND c.kind = hold.kind
+      AND hold.orphan_hold_until IS DISTINCT FROM hold.orphan_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(s.refresh_at, hold.orphan_until, hold.previous_expires_at)
+    FROM hold
+    WHERE s.account_id = hold.account_id
+      AND s.kind = hold.kind
+      AND s.refresh_at < greatest(s.refresh_at, hold.orphan_until, hold.previous_expires_at)
 )
-UPDATE credentials c
-SET orphan_hold_until = hold.orphan_until,
-    refresh_at = greatest(c.refresh_at, hold.orphan_until, hold.previous_expires_at)
-FROM hold
-WHERE c.account_id = hold.account_id
-  AND c.kind = hold.kind
-RETURNING c.account_id, c.kind,
+SELECT hold.account_id, hold.kind,
     coalesce(greatest(hold.orphan_until, hold.previous_expires_at) > coalesce($1::timestamptz, now()), false)::bool AS held
+FROM hold
 `
 
 type CredentialHoldParams struct {
@@ -400,7 +456,8 @@ type CredentialHoldRow struct {
 //     worker calls WeChat only while its call can end inside its lease, so no call of it
 //     lands after a takeover's.)
 //
-// Rows still held come back with held set and must not be claimed.
+// Rows still held come back with held set and must not be claimed. Only rows whose hold or
+// schedule changes are written.
 func (q *Queries) CredentialHold(ctx context.Context, arg CredentialHoldParams) ([]CredentialHoldRow, error) {
 	rows, err := q.db.Query(ctx, credentialHold,
 		arg.Now,
@@ -427,12 +484,21 @@ func (q *Queries) CredentialHold(ctx context.Context, arg CredentialHoldParams) 
 }
 
 const credentialInsert = `-- name: CredentialInsert :one
-INSERT INTO credentials (tenant_id, account_id, kind, refresh_at, replace_not_before)
-VALUES ($1, $2, $3,
-    CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END,
-    CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END)
-ON CONFLICT (account_id, kind) DO NOTHING
-RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
+WITH inserted AS (
+    INSERT INTO credentials (tenant_id, account_id, kind, replace_not_before)
+    VALUES ($1, $2, $3,
+        CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END)
+    ON CONFLICT (account_id, kind) DO NOTHING
+    RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
+), scheduled AS (
+    INSERT INTO credential_schedule (tenant_id, account_id, kind, refresh_at)
+    SELECT inserted.tenant_id, inserted.account_id, inserted.kind, inserted.replace_not_before
+    FROM inserted
+    RETURNING credential_schedule.account_id, credential_schedule.kind, credential_schedule.refresh_at
+)
+SELECT inserted.tenant_id, inserted.account_id, inserted.kind, inserted.value_ciphertext, inserted.value_key_id, inserted.value_fingerprint, inserted.expires_at, inserted.generation, inserted.previous_ciphertext, inserted.previous_key_id, inserted.previous_expires_at, inserted.claimed_by, inserted.claimed_until, inserted.claim_seq, inserted.refresh_requested_at, inserted.last_request_at, inserted.attempts, inserted.last_error_code, inserted.last_error_message, inserted.last_refreshed_at, inserted.replace_not_before, inserted.orphan_hold_until, scheduled.refresh_at
+FROM inserted
+JOIN scheduled ON scheduled.account_id = inserted.account_id AND scheduled.kind = inserted.kind
 `
 
 type CredentialInsertParams struct {
@@ -442,16 +508,43 @@ type CredentialInsertParams struct {
 	Now       *time.Time
 }
 
-// CredentialInsert creates the empty row of a credential the account needs. An access token
-// is due at once; tickets wait (refresh_at NULL) until the first access token is written.
-func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertParams) (Credential, error) {
+type CredentialInsertRow struct {
+	TenantID           int64
+	AccountID          int64
+	Kind               string
+	ValueCiphertext    []byte
+	ValueKeyID         *string
+	ValueFingerprint   *string
+	ExpiresAt          *time.Time
+	Generation         int64
+	PreviousCiphertext []byte
+	PreviousKeyID      *string
+	PreviousExpiresAt  *time.Time
+	ClaimedBy          *string
+	ClaimedUntil       *time.Time
+	ClaimSeq           int64
+	RefreshRequestedAt *time.Time
+	LastRequestAt      *time.Time
+	Attempts           int32
+	LastErrorCode      *int32
+	LastErrorMessage   *string
+	LastRefreshedAt    *time.Time
+	ReplaceNotBefore   *time.Time
+	OrphanHoldUntil    *time.Time
+	RefreshAt          *time.Time
+}
+
+// CredentialInsert creates the empty row of a credential the account needs, with its
+// schedule. An access token is due at once; tickets wait (refresh_at NULL) until the first
+// access token is written.
+func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertParams) (CredentialInsertRow, error) {
 	row := q.db.QueryRow(ctx, credentialInsert,
 		arg.TenantID,
 		arg.AccountID,
 		arg.Kind,
 		arg.Now,
 	)
-	var i Credential
+	var i CredentialInsertRow
 	err := row.Scan(
 		&i.TenantID,
 		&i.AccountID,
@@ -464,7 +557,6 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 		&i.PreviousCiphertext,
 		&i.PreviousKeyID,
 		&i.PreviousExpiresAt,
-		&i.RefreshAt,
 		&i.ClaimedBy,
 		&i.ClaimedUntil,
 		&i.ClaimSeq,
@@ -476,26 +568,54 @@ func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertPara
 		&i.LastRefreshedAt,
 		&i.ReplaceNotBefore,
 		&i.OrphanHoldUntil,
+		&i.RefreshAt,
 	)
 	return i, err
 }
 
 const credentialListByAccount = `-- name: CredentialListByAccount :many
-SELECT tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, refresh_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
-FROM credentials
-WHERE account_id = $1
-ORDER BY kind
+SELECT c.tenant_id, c.account_id, c.kind, c.value_ciphertext, c.value_key_id, c.value_fingerprint, c.expires_at, c.generation, c.previous_ciphertext, c.previous_key_id, c.previous_expires_at, c.claimed_by, c.claimed_until, c.claim_seq, c.refresh_requested_at, c.last_request_at, c.attempts, c.last_error_code, c.last_error_message, c.last_refreshed_at, c.replace_not_before, c.orphan_hold_until, s.refresh_at
+FROM credentials c
+JOIN credential_schedule s ON s.account_id = c.account_id AND s.kind = c.kind
+WHERE c.account_id = $1
+ORDER BY c.kind
 `
 
-func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) ([]Credential, error) {
+type CredentialListByAccountRow struct {
+	TenantID           int64
+	AccountID          int64
+	Kind               string
+	ValueCiphertext    []byte
+	ValueKeyID         *string
+	ValueFingerprint   *string
+	ExpiresAt          *time.Time
+	Generation         int64
+	PreviousCiphertext []byte
+	PreviousKeyID      *string
+	PreviousExpiresAt  *time.Time
+	ClaimedBy          *string
+	ClaimedUntil       *time.Time
+	ClaimSeq           int64
+	RefreshRequestedAt *time.Time
+	LastRequestAt      *time.Time
+	Attempts           int32
+	LastErrorCode      *int32
+	LastErrorMessage   *string
+	LastRefreshedAt    *time.Time
+	ReplaceNotBefore   *time.Time
+	OrphanHoldUntil    *time.Time
+	RefreshAt          *time.Time
+}
+
+func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) ([]CredentialListByAccountRow, error) {
 	rows, err := q.db.Query(ctx, credentialListByAccount, accountID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []Credential{}
+	items := []CredentialListByAccountRow{}
 	for rows.Next() {
-		var i Credential
+		var i CredentialListByAccountRow
 		if err := rows.Scan(
 			&i.TenantID,
 			&i.AccountID,
@@ -508,7 +628,6 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 			&i.PreviousCiphertext,
 			&i.PreviousKeyID,
 			&i.PreviousExpiresAt,
-			&i.RefreshAt,
 			&i.ClaimedBy,
 			&i.ClaimedUntil,
 			&i.ClaimSeq,
@@ -520,6 +639,7 @@ func (q *Queries) CredentialListByAccount(ctx context.Context, accountID int64) 
 			&i.LastRefreshedAt,
 			&i.ReplaceNotBefore,
 			&i.OrphanHoldUntil,
+			&i.RefreshAt,
 		); err != nil {
 			return nil, err
 		}
@@ -550,14 +670,15 @@ func (q *Queries) CredentialLockAccount(ctx context.Context, accountID int64) er
 const credentialLockDue = `-- name: CredentialLockDue :many
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
-           c.expires_at, c.refresh_requested_at, c.attempts, c.refresh_at,
+           c.expires_at, c.refresh_requested_at, c.attempts, s.refresh_at,
            (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS orphan_possible
-    FROM credentials c
-    WHERE c.refresh_at <= coalesce($1::timestamptz, now())
+    FROM credential_schedule s
+    JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
+    WHERE s.refresh_at <= coalesce($1::timestamptz, now())
       AND (c.claimed_until IS NULL OR c.claimed_until <= coalesce($1::timestamptz, now()))
-    ORDER BY c.refresh_at
+    ORDER BY s.refresh_at
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF c SKIP LOCKED
 )
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
@@ -602,8 +723,10 @@ type CredentialLockDueRow struct {
 
 // CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
 // due first, skipping rows other workers hold and credentials whose claim's lease has not
-// run out, and returns what a refresh needs. The subquery walks the refresh_at index and
-// stops at the limit, however large the backlog.
+// run out, and returns what a refresh needs. The subquery walks the schedule's refresh_at
+// index and stops at the limit, however large the backlog. It locks the credentials, not
+// their schedule rows: a schedule row is only ever changed by a statement that holds its
+// credential's lock (see migration 00007).
 func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDueParams) ([]CredentialLockDueRow, error) {
 	rows, err := q.db.Query(ctx, credentialLockDue, arg.Now, arg.Max)
 	if err != nil {
@@ -647,13 +770,23 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 }
 
 const credentialPostpone = `-- name: CredentialPostpone :exec
-UPDATE credentials
-SET refresh_at = greatest(now() + make_interval(secs => $1::float8), orphan_hold_until),
-    replace_not_before = CASE WHEN orphan_hold_until IS NULL
-        THEN now() + make_interval(secs => $1::float8) ELSE replace_not_before END,
-    last_error_message = $2::text
-WHERE (account_id, kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
-  AND refresh_at <= now()
+WITH postponed AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL
+            THEN now() + make_interval(secs => $1::float8) ELSE c.replace_not_before END,
+        last_error_message = $2::text
+    FROM credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest($3::bigint[]), unnest($4::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= now()
+    RETURNING c.account_id, c.kind, c.orphan_hold_until
+)
+UPDATE credential_schedule s
+SET refresh_at = greatest(now() + make_interval(secs => $1::float8), postponed.orphan_hold_until)
+FROM postponed
+WHERE s.account_id = postponed.account_id
+  AND s.kind = postponed.kind
 `
 
 type CredentialPostponeParams struct {
@@ -679,37 +812,45 @@ const credentialRecordFailure = `-- name: CredentialRecordFailure :execrows
 WITH hold AS (
     SELECT h.account_id, h.kind,
            CASE WHEN h.orphan_hold_until IS NOT NULL THEN h.orphan_hold_until
-                WHEN $5::bool AND h.generation > 0
-                THEN h.replace_not_before + make_interval(secs => $6::float8) END AS until
+                WHEN $1::bool AND h.generation > 0
+                THEN h.replace_not_before + make_interval(secs => $2::float8) END AS until
     FROM credentials h
-    WHERE h.account_id = $7
-      AND h.kind = $8
+    WHERE h.account_id = $3
+      AND h.kind = $4
+), failed AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN hold.until IS NULL
+            THEN now() + make_interval(secs => $5::float8) ELSE c.replace_not_before END,
+        orphan_hold_until  = hold.until,
+        claimed_by         = NULL,
+        claimed_until      = NULL,
+        attempts           = c.attempts + 1,
+        last_error_code    = $6::int,
+        last_error_message = $7::text
+    FROM hold
+    WHERE c.account_id = hold.account_id
+      AND c.kind = hold.kind
+      AND c.claim_seq = $8
+    RETURNING c.account_id, c.kind, hold.until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(now() + make_interval(secs => $5::float8), failed.until)
+    FROM failed
+    WHERE s.account_id = failed.account_id
+      AND s.kind = failed.kind
 )
-UPDATE credentials c
-SET refresh_at         = greatest(now() + make_interval(secs => $1::float8), hold.until),
-    replace_not_before = CASE WHEN hold.until IS NULL
-        THEN now() + make_interval(secs => $1::float8) ELSE c.replace_not_before END,
-    orphan_hold_until  = hold.until,
-    claimed_by         = NULL,
-    claimed_until      = NULL,
-    attempts           = c.attempts + 1,
-    last_error_code    = $2::int,
-    last_error_message = $3::text
-FROM hold
-WHERE c.account_id = hold.account_id
-  AND c.kind = hold.kind
-  AND c.claim_seq = $4
+SELECT failed.account_id FROM failed
 `
 
 type CredentialRecordFailureParams struct {
-	RetryInSeconds float64
-	ErrorCode      int32
-	ErrorMessage   string
-	ClaimSeq       int64
 	Uncertain      bool
 	HoldSeconds    float64
 	AccountID      int64
 	Kind           string
+	RetryInSeconds float64
+	ErrorCode      int32
+	ErrorMessage   string
+	ClaimSeq       int64
 }
 
 // CredentialRecordFailure ends a failed claim: it stores WeChat's code and message (never a
@@ -720,14 +861,14 @@ type CredentialRecordFailureParams struct {
 // replace_not_before, and the retry waits for it.
 func (q *Queries) CredentialRecordFailure(ctx context.Context, arg CredentialRecordFailureParams) (int64, error) {
 	result, err := q.db.Exec(ctx, credentialRecordFailure,
-		arg.RetryInSeconds,
-		arg.ErrorCode,
-		arg.ErrorMessage,
-		arg.ClaimSeq,
 		arg.Uncertain,
 		arg.HoldSeconds,
 		arg.AccountID,
 		arg.Kind,
+		arg.RetryInSeconds,
+		arg.ErrorCode,
+		arg.ErrorMessage,
+		arg.ClaimSeq,
 	)
 	if err != nil {
 		return 0, err
@@ -737,22 +878,31 @@ func (q *Queries) CredentialRecordFailure(ctx context.Context, arg CredentialRec
 
 const credentialRequestRefresh = `-- name: CredentialRequestRefresh :execrows
 WITH requested AS (
-    UPDATE credentials
-    SET orphan_hold_until = CASE WHEN $1::bool AND orphan_hold_until > now() THEN now() ELSE orphan_hold_until END,
-        previous_expires_at = CASE WHEN $1::bool AND previous_expires_at > now() THEN now() ELSE previous_expires_at END,
-        refresh_at = CASE WHEN $1::bool THEN least(refresh_at, now())
-                          ELSE greatest(least(refresh_at, now()), orphan_hold_until) END,
-        replace_not_before = CASE WHEN orphan_hold_until IS NULL
-            THEN least(coalesce(replace_not_before, now()), now()) ELSE replace_not_before END,
+    UPDATE credentials c
+    SET orphan_hold_until = CASE WHEN $1::bool AND c.orphan_hold_until > now() THEN now() ELSE c.orphan_hold_until END,
+        previous_expires_at = CASE WHEN $1::bool AND c.previous_expires_at > now() THEN now() ELSE c.previous_expires_at END,
+        replace_not_before = CASE WHEN c.orphan_hold_until IS NULL
+            THEN least(coalesce(c.replace_not_before, now()), now()) ELSE c.replace_not_before END,
         refresh_requested_at = now(),
         last_request_at = now()
-    WHERE account_id = $2
-      AND kind = $3
-      AND generation = $4
-      AND (claimed_until IS NULL OR claimed_until <= now())
-      AND (last_request_at IS NULL OR last_request_at < now() - make_interval(secs => $5::float8))
-      AND NOT coalesce(last_error_code = 45009 AND refresh_at > now(), false)
-    RETURNING account_id, kind, generation
+    FROM credential_schedule s
+    WHERE c.account_id = $2
+      AND c.kind = $3
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND c.generation = $4
+      AND (c.claimed_until IS NULL OR c.claimed_until <= now())
+      AND (c.last_request_at IS NULL OR c.last_request_at < now() - make_interval(secs => $5::float8))
+      AND NOT coalesce(c.last_error_code = 45009 AND s.refresh_at > now(), false)
+    RETURNING c.account_id, c.kind, c.generation, c.orphan_hold_until
+), scheduled AS (
+    -- A dead report ends the hold (orphan_hold_until is now); otherwise the hold is unchanged.
+    UPDATE credential_schedule s
+    SET refresh_at = CASE WHEN $1::bool THEN least(s.refresh_at, now())
+                          ELSE greatest(least(s.refresh_at, now()), requested.orphan_hold_until) END
+    FROM requested
+    WHERE s.account_id = requested.account_id
+      AND s.kind = requested.kind
 )
 SELECT pg_notify('wxhub_changes', json_build_object(
     'account_id', account_id, 'kind', kind, 'generation', generation)::text)
@@ -796,8 +946,7 @@ func (q *Queries) CredentialRequestRefresh(ctx context.Context, arg CredentialRe
 const credentialReschedule = `-- name: CredentialReschedule :execrows
 WITH rescheduled AS (
     UPDATE credentials
-    SET refresh_at           = greatest(now() + make_interval(secs => $1::float8), orphan_hold_until),
-        replace_not_before   = CASE WHEN orphan_hold_until IS NULL
+    SET replace_not_before   = CASE WHEN orphan_hold_until IS NULL
             THEN now() + make_interval(secs => $1::float8) ELSE replace_not_before END,
         claimed_by           = NULL,
         claimed_until        = NULL,
@@ -806,7 +955,13 @@ WITH rescheduled AS (
     WHERE credentials.account_id = $2
       AND credentials.kind = $3
       AND credentials.claim_seq = $4
-    RETURNING credentials.account_id, credentials.kind, credentials.generation
+    RETURNING credentials.account_id, credentials.kind, credentials.generation, credentials.orphan_hold_until
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = greatest(now() + make_interval(secs => $1::float8), rescheduled.orphan_hold_until)
+    FROM rescheduled
+    WHERE s.account_id = rescheduled.account_id
+      AND s.kind = rescheduled.kind
 )
 SELECT pg_notify('wxhub_changes', json_build_object(
     'account_id', account_id, 'kind', kind, 'generation', generation)::text)
@@ -837,28 +992,44 @@ func (q *Queries) CredentialReschedule(ctx context.Context, arg CredentialResche
 }
 
 const credentialUnschedule = `-- name: CredentialUnschedule :exec
-UPDATE credentials
+UPDATE credential_schedule
 SET refresh_at = NULL
-WHERE account_id = ANY($1::bigint[])
+WHERE (account_id, kind) IN (SELECT unnest($1::bigint[]), unnest($2::text[]))
   AND refresh_at <= now()
 `
 
-// CredentialUnschedule stops refreshing the credentials of an account that is disabled or
-// unauthorized; enabling the account schedules them again.
-func (q *Queries) CredentialUnschedule(ctx context.Context, accountIds []int64) error {
-	_, err := q.db.Exec(ctx, credentialUnschedule, accountIds)
+type CredentialUnscheduleParams struct {
+	AccountIds []int64
+	Kinds      []string
+}
+
+// CredentialUnschedule stops refreshing credentials (locked by the claim) of accounts that
+// are disabled or unauthorized; enabling an account schedules them again.
+func (q *Queries) CredentialUnschedule(ctx context.Context, arg CredentialUnscheduleParams) error {
+	_, err := q.db.Exec(ctx, credentialUnschedule, arg.AccountIds, arg.Kinds)
 	return err
 }
 
 const credentialWakeNewTickets = `-- name: CredentialWakeNewTickets :exec
-UPDATE credentials c
-SET refresh_at = now(), replace_not_before = now()
-WHERE c.account_id = $1
-  AND c.kind <> 'access_token'
-  AND c.generation = 0
-  AND c.refresh_at IS NULL
-  AND EXISTS (SELECT 1 FROM credentials t
-              WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now())
+WITH woken AS (
+    UPDATE credentials c
+    SET replace_not_before = now()
+    FROM credential_schedule s
+    WHERE c.account_id = $1
+      AND c.kind <> 'access_token'
+      AND c.generation = 0
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at IS NULL
+      AND EXISTS (SELECT 1 FROM credentials t
+                  WHERE t.account_id = c.account_id AND t.kind = 'access_token' AND t.expires_at > now())
+    RETURNING c.account_id, c.kind
+)
+UPDATE credential_schedule s
+SET refresh_at = now()
+FROM woken
+WHERE s.account_id = woken.account_id
+  AND s.kind = woken.kind
 `
 
 // CredentialWakeNewTickets makes an account's tickets that have never been fetched due now
@@ -888,7 +1059,6 @@ WITH input AS (
         value_fingerprint    = i.value_fingerprint,
         expires_at           = i.expires_at,
         generation           = c.generation + 1,
-        refresh_at           = now() + make_interval(secs => i.refresh_in_seconds),
         replace_not_before   = now() + make_interval(secs => i.refresh_in_seconds),
         orphan_hold_until    = NULL,
         claimed_by           = NULL,
@@ -903,16 +1073,31 @@ WITH input AS (
       AND c.kind = i.kind
       AND c.claim_seq = i.claim_seq
       AND c.generation = i.generation
-    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at
+    RETURNING c.account_id, c.kind, c.claim_seq, c.generation, c.expires_at, c.replace_not_before AS refresh_at
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = written.refresh_at
+    FROM written
+    WHERE s.account_id = written.account_id
+      AND s.kind = written.kind
 ), woken AS (
     UPDATE credentials d
-    SET refresh_at = now(), replace_not_before = now()
-    FROM written
+    SET replace_not_before = now()
+    FROM written, credential_schedule ds
     WHERE written.kind = 'access_token'
       AND d.account_id = written.account_id
       AND d.kind <> 'access_token'
       AND d.generation = 0
-      AND d.refresh_at IS NULL
+      AND ds.account_id = d.account_id
+      AND ds.kind = d.kind
+      AND ds.refresh_at IS NULL
+    RETURNING d.account_id, d.kind
+), woken_scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = now()
+    FROM woken
+    WHERE s.account_id = woken.account_id
+      AND s.kind = woken.kind
 ), recovered AS (
     UPDATE accounts a
     SET status = 'active', status_reason = '', updated_at = now()

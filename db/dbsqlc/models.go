@@ -103,8 +103,6 @@ type Credential struct {
 	PreviousCiphertext []byte
 	PreviousKeyID      *string
 	PreviousExpiresAt  *time.Time
-	// When a worker should next claim the credential. Claims leave it alone (so they can be HOT updates) and lease through claimed_until; a claim's outcome sets it again, and a vanished worker's claim comes due when its lease runs out. Never earlier than orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
-	RefreshAt *time.Time
 	// The worker that holds or last held the claim (for operators; correctness rests on generation and claim_seq).
 	ClaimedBy *string
 	// End of the current claim's lease: until then no other claim takes the credential, and no other credential of the account is claimed, so one account is refreshed by one worker at a time.
@@ -126,6 +124,15 @@ type Credential struct {
 	ReplaceNotBefore *time.Time
 	// Set when a fetch may have been answered without wxhub seeing the answer (a claim whose worker vanished, a lost connection): WeChat may hold a newer value than the stored one, and the next fetch could kill the stored one at once. No fetch before this time, when the nodes have stopped promising the stored value. Cleared by a write.
 	OrphanHoldUntil *time.Time
+}
+
+// When each credential is next due, apart from the credential so that the frequent updates of credentials (claims, writes) are heap-only; one row per credentials row.
+type CredentialSchedule struct {
+	TenantID  int64
+	AccountID int64
+	Kind      string
+	// When a worker should next claim the credential. Claims leave it alone and lease through credentials.claimed_until; a claim's outcome sets it again, and a vanished worker's claim comes due when its lease runs out. Never earlier than credentials.orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
+	RefreshAt *time.Time
 }
 
 // The domains that own WeChat accounts; API keys of role tenant are scoped to one.

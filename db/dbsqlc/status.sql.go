@@ -45,9 +45,10 @@ func (q *Queries) StatusAccountCounts(ctx context.Context, tenantID *int64) ([]S
 }
 
 const statusDue = `-- name: StatusDue :one
-SELECT count(*) FILTER (WHERE c.refresh_at <= now())::bigint AS due,
-       count(*) FILTER (WHERE greatest(c.refresh_at, c.claimed_until) < now() - interval '1 minute')::bigint AS overdue
-FROM credentials c
+SELECT count(*) FILTER (WHERE s.refresh_at <= now())::bigint AS due,
+       count(*) FILTER (WHERE greatest(s.refresh_at, c.claimed_until) < now() - interval '1 minute')::bigint AS overdue
+FROM credential_schedule s
+JOIN credentials c ON c.account_id = s.account_id AND c.kind = s.kind
 WHERE $1::bigint IS NULL OR c.tenant_id = $1::bigint
 `
 
