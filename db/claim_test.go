@@ -94,6 +94,42 @@ func TestAWorkerWhoseLeaseWasTakenOverCannotWrite(t *testing.T) {
 	require.Equal(t, fresh[0].Generation+1, gen)
 }
 
+// A worker may start its call up to the end of its lease, and the call may reach WeChat
+// until it times out. A takeover that fetched before then could be superseded by that call,
+// whose value the claim fence keeps out: the stored value would die while promised. The
+// claim here comes long after replace_not_before (a backlog, a retry), so the hold counted
+// from replace_not_before has already passed.
+func TestALapsedClaimHoldsTheTakeoverUntilItsCallCannotLandAnyMore(t *testing.T) {
+	t.Parallel()
+	b := claimSetup(t)
+	b.due(t)
+	_, err := b.pool.Exec(context.Background(),
+		"UPDATE credentials SET replace_not_before = now() - interval '10 seconds' WHERE account_id = $1", b.account.ID)
+	require.NoError(t, err)
+	const callBound = time.Second
+	claim := func(worker string, lease time.Duration) []db.Claim {
+		res, err := b.store.ClaimDue(context.Background(), db.ClaimRequest{Worker: worker, Max: 10, Lease: lease,
+			OrphanHold: 2 * time.Second, CallBound: callBound,
+			Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "token", DailyLimit: 1000, Rotates: true}, nil }})
+		require.NoError(t, err)
+		return res.Claims
+	}
+	require.Len(t, claim("slow", 200*time.Millisecond), 1)
+	var leaseEnd time.Time
+	require.NoError(t, b.pool.QueryRow(context.Background(),
+		"SELECT claimed_until FROM credentials WHERE account_id = $1 AND kind = 'access_token'", b.account.ID).Scan(&leaseEnd))
+	time.Sleep(time.Until(leaseEnd) + 50*time.Millisecond)
+
+	require.Empty(t, claim("takeover", time.Minute), "the slow worker's call may still reach WeChat")
+	held := b.credential(t)
+	require.NotNil(t, held.OrphanHoldUntil)
+	require.WithinDuration(t, leaseEnd.Add(callBound), *held.OrphanHoldUntil, time.Millisecond)
+	require.True(t, held.RefreshAt.Equal(*held.OrphanHoldUntil))
+
+	time.Sleep(time.Until(*held.OrphanHoldUntil) + 50*time.Millisecond)
+	require.Len(t, claim("takeover", time.Minute), 1, "no call of the lapsed claim can land any more")
+}
+
 func TestAnUnfinishedClaimHoldsTheNextFetchOfARotatingValue(t *testing.T) {
 	tests := []struct {
 		name    string

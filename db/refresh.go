@@ -58,6 +58,11 @@ type ClaimRequest struct {
 	// value WeChat issued may never have reached wxhub: the overlap and a margin. Fetching
 	// sooner could kill the stored value while API nodes still promise it.
 	OrphanHold time.Duration
+	// CallBound is the longest a worker's call may still reach WeChat after its lease ran
+	// out: its call timeout and a margin for clocks. A rotating credential whose claim did
+	// not finish is not fetched again before that, so no call of the lapsed claim can land
+	// after the new one and kill the value it stores.
+	CallBound time.Duration
 }
 
 // Claim is a credential leased to one worker, with what refreshing it needs, decrypted.
@@ -152,7 +157,7 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 		}
 		var in dbsqlc.CredentialClaimParams
 		var postpone dbsqlc.CredentialPostponeParams
-		hold := dbsqlc.CredentialHoldParams{HoldSeconds: req.OrphanHold.Seconds()}
+		hold := dbsqlc.CredentialHoldParams{HoldSeconds: req.OrphanHold.Seconds(), CallSeconds: req.CallBound.Seconds()}
 		byKey := map[string]dbsqlc.CredentialLockDueRow{}
 		plans := map[string]Plan{}
 		var order []string // planned credentials, oldest due first

@@ -83,15 +83,19 @@ WHERE pg_try_advisory_xact_lock(hashtextextended('wxhub/account/' || id::text, 0
 --     is still recorded) or its call's answer was lost. The stored value may then no longer
 --     be WeChat's newest, and the next fetch could kill it at once, so the hold lasts until
 --     the nodes have stopped promising it: hold_seconds (the overlap and a margin) after
---     replace_not_before. It is kept until a write clears it. (The unfinished claim's own
---     worker calls WeChat only while its call can end inside its lease, so no call of it
---     lands after a takeover's.)
+--     replace_not_before. It is kept until a write clears it.
+--   - when a claim is unfinished, also the end of its lease plus call_seconds (the longest
+--     a call may run, and a margin for clocks): its worker starts a call only inside its
+--     lease, and a call it started then may still reach WeChat until the call ends. Fetched
+--     before that, the new value could be superseded by the old claim's call, which the
+--     claim fence keeps out of wxhub: the stored value would die while still promised.
 -- Rows still held come back with held set and must not be claimed. Only rows whose hold or
 -- schedule changes are written.
 WITH hold AS (
     SELECT c.account_id, c.kind, c.previous_expires_at, c.orphan_hold_until,
            CASE WHEN c.generation > 0 AND (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)
-               THEN coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => @hold_seconds::float8))
+               THEN greatest(coalesce(c.orphan_hold_until, c.replace_not_before + make_interval(secs => @hold_seconds::float8)),
+                             CASE WHEN c.claimed_by IS NOT NULL THEN c.claimed_until + make_interval(secs => @call_seconds::float8) END)
            END AS orphan_until
     FROM credentials c
     WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))

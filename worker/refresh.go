@@ -46,12 +46,12 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		return
 	}
 	// A worker that takes an unfinished claim of a rotating credential over waits until the
-	// overlap has passed since the claim (see orphanMargin), so a call that surely ends
-	// before that cannot reach WeChat after the new holder's call and kill what it stores.
-	// And once the lease has run out another worker may already have taken over and fetched:
-	// a call made after that would supersede what the new holder stores. ClaimedAt is at or
-	// before the lease's start, so a worker that was slow to get its claim back, or paused
-	// between claiming and calling, does not call.
+	// overlap has passed since replace_not_before, and until the lapsed lease's end plus the
+	// call timeout (CredentialHold), so a call that surely ends before both cannot reach
+	// WeChat after the new holder's call and kill what it stores. That bound holds only for
+	// calls started inside the lease: once it has run out another worker may already have
+	// taken over and fetched. ClaimedAt is at or before the lease's start, so a worker that
+	// was slow to get its claim back, or paused between claiming and calling, does not call.
 	if r.rotates && (time.Since(c.ClaimedAt)+w.cfg.CallTimeout >= w.cfg.Overlap || time.Since(c.ClaimedAt) >= w.cfg.Lease) {
 		w.fail(ctx, c, errLateClaim)
 		return

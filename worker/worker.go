@@ -106,6 +106,9 @@ type Worker struct {
 	writer  *batchWriter
 }
 
+// claimTimeout bounds one claim transaction, which shutdown lets finish.
+const claimTimeout = 30 * time.Second
+
 // New returns a worker that claims from store and calls WeChat through client.
 func New(store *db.Store, client *wechat.Client, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
@@ -160,10 +163,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		// A claim costs a transaction whatever its size, so while most slots are busy the
 		// worker waits for more to free up rather than claiming one credential at a time.
 		if free > 0 && (free == cap(slots) || free >= max(1, cap(slots)/4)) {
-			res, err := w.store.ClaimDue(ctx, db.ClaimRequest{
+			// A claim under way when shutdown begins is finished and its credentials
+			// refreshed: dropped after its commit, it would keep the quota it counted and
+			// leave unfinished claims, which hold the next fetch of a rotating credential.
+			claimCtx, cancelClaim := context.WithTimeout(refreshCtx, claimTimeout)
+			res, err := w.store.ClaimDue(claimCtx, db.ClaimRequest{
 				Worker: w.cfg.ID, Max: free, Lease: w.cfg.Lease, Plan: w.plan, Postpone: time.Hour,
-				OrphanHold: w.cfg.Overlap + orphanMargin,
+				OrphanHold: w.cfg.Overlap + orphanMargin, CallBound: w.cfg.CallTimeout + orphanMargin,
 			})
+			cancelClaim()
 			switch {
 			case err != nil && ctx.Err() == nil:
 				// A failed claim costs the database nothing, and after an outage every second

@@ -130,7 +130,8 @@ type Credential struct {
 type CredentialSchedule struct {
 	TenantID  int64
 	AccountID int64
-	Kind      string
+	// The credential's kind, as in credentials.kind.
+	Kind string
 	// When a worker should next claim the credential. Claims leave it alone and lease through credentials.claimed_until; a claim's outcome sets it again, and a vanished worker's claim comes due when its lease runs out. Never earlier than credentials.orphan_hold_until. NULL: not scheduled (a ticket waiting for the account's first access token, a disabled account).
 	RefreshAt *time.Time
 }
