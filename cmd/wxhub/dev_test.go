@@ -69,7 +69,7 @@ func startDev(t *testing.T, dataDir string, extra ...string) devRun {
 	r, w := io.Pipe()
 	done := make(chan int, 1)
 	var stderr strings.Builder
-	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--log-level", "error"}, extra...)
+	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--log-level", "error"}, extra...)
 	go func() {
 		done <- run(ctx, args, w, &stderr)
 		w.Close()
