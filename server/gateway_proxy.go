@@ -65,7 +65,8 @@ func (g *Gateway) newProxy(base http.RoundTripper) *httputil.ReverseProxy {
 		Transport: &retryTransport{g: g, base: base},
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			// The transport's errors name the URL, which carries the token: log only the cause.
+			// An error wrapped in *url.Error (as a transport built on http.Client returns it)
+			// names the URL, which carries the token: log only the cause.
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err

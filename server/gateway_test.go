@@ -262,6 +262,10 @@ func TestGatewayForceRefreshIsACompareAndRefresh(t *testing.T) {
 	require.Equal(t, before.Calls[wechatsim.APIStableToken]+1, after.Calls[wechatsim.APIStableToken], "one refresh by the worker")
 	require.Zero(t, after.ForcedRefreshes, "never a force at WeChat")
 
+	res := g.n.call(t, adminKey, http.MethodGet, "/v1/audit-log?action=credential.force_refresh", nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Len(t, res.json(t)["items"], 1, "the request is audited: %s", res.text)
+
 	again := wx(t, http.MethodPost, g.n.gw, "/cgi-bin/stable_token", stableBody(g.stable, "secret-"+g.stable, true))
 	require.Equal(t, first["access_token"], again["access_token"])
 	require.Equal(t, after.Calls[wechatsim.APIStableToken], g.e.sim.Stats(g.stable).Accounts[g.stable].Calls[wechatsim.APIStableToken],
