@@ -427,3 +427,26 @@ func TestGatewayRetriesACallWeChatRejectsWithTheRefreshedToken(t *testing.T) {
 	newTok, _ := restExpiresIn(t, g.n.node, g.stable)
 	require.NotEqual(t, tok, newTok)
 }
+
+// TestGatewayWrongSecretsAreLimitedPerAddress: an address that sends wrong secrets is slowed
+// down like one sending unknown API keys (--bad-key-rate), while the right secret, which the
+// node holds, is still served; a new secret works at once.
+func TestGatewayWrongSecretsAreLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	g := setupGateway(t)
+	right := tokenQuery(g.stable, "secret-"+g.stable)
+	require.Contains(t, wx(t, http.MethodGet, g.n.gw, right, ""), "access_token")
+	codes := map[float64]int{}
+	for i := range 20 {
+		codes[wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, fmt.Sprintf("guess-%d", i)), "")["errcode"].(float64)]++
+	}
+	require.Positive(t, codes[40125], "the first wrong secrets are told so: %v", codes)
+	require.Positive(t, codes[45011], "then the address is slowed down: %v", codes)
+	require.Equal(t, 20, codes[40125]+codes[45011], "%v", codes)
+	require.Contains(t, wx(t, http.MethodGet, g.n.gw, right, ""), "access_token", "the right secret is still served")
+
+	res := g.n.call(t, adminKey, http.MethodPatch, "/v1/accounts/"+g.stable, map[string]any{"secret": "rotated-" + g.stable})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	time.Sleep(1100 * time.Millisecond) // the address's budget refills
+	require.Contains(t, wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, "rotated-"+g.stable), ""), "access_token", "a new secret works at once")
+}
