@@ -378,19 +378,28 @@ func TestGatewayTenAppInstancesFetchLikeOne(t *testing.T) {
 	e.tenant(t, n.node, "acme")
 	e.account(t, n.node, "acme", appid(1))
 
-	tokens := make([]string, 10)
+	answers := make([]map[string]any, 10)
+	errs := make([]error, 10)
 	var wg sync.WaitGroup
-	for i := range tokens {
+	for i := range answers {
 		wg.Go(func() {
-			tokens[i] = wx(t, http.MethodGet, n.gw, tokenQuery(appid(1), "secret-"+appid(1)), "")["access_token"].(string)
+			res, err := http.Get(n.gw + tokenQuery(appid(1), "secret-"+appid(1)))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer res.Body.Close()
+			errs[i] = json.NewDecoder(res.Body).Decode(&answers[i])
 		})
 	}
 	// The instances are waiting for a token no worker has fetched yet.
 	time.Sleep(300 * time.Millisecond)
 	e.startWorker(t)
 	wg.Wait()
-	for _, tok := range tokens {
-		require.Equal(t, tokens[0], tok)
+	for i, a := range answers {
+		require.NoError(t, errs[i])
+		require.Equal(t, tokenShape, shapeOf(a), "%v", a)
+		require.Equal(t, answers[0]["access_token"], a["access_token"])
 	}
 	st := e.sim.Stats(appid(1)).Accounts[appid(1)]
 	calls := st.Calls[wechatsim.APIToken] + st.Calls[wechatsim.APIStableToken]
