@@ -465,10 +465,13 @@ func (g *Gateway) remember(cred db.CachedCredential) {
 // Only tokens this node handed out or forwarded with are known: wxhub stores values
 // encrypted under a random nonce, so the database cannot be searched by value, and an index
 // on a hash column of credentials would change on every refresh, ending the heap-only
-// updates the refresh path relies on. An unknown token is answered 40001, as WeChat answers
-// a token it does not accept: SDKs then fetch a token again, through the gateway, which
-// hands out the current one (no call to WeChat) and remembers it. Behind a load balancer
-// without affinity that costs one extra token request per app and node, once per token.
+// updates the refresh path relies on (and a lookup without one is a sequential scan any
+// caller with a made-up token could cause). An unknown token is answered 40001, as WeChat
+// answers a token it does not accept. SDKs that fetch a token again on 40001 recover at once,
+// through the gateway, which hands out the current one (no call to WeChat) and remembers it;
+// SDKs that keep their cached token until it expires (silenceper/wechat does) need their
+// requests to reach the node that handed it out: run one gateway node, or route by client
+// address.
 func (g *Gateway) caller(r *http.Request) (context.Context, handedToken, error) {
 	tok := r.URL.Query().Get("access_token")
 	if tok == "" {
