@@ -115,3 +115,45 @@ func TestGatewayStreamsTenMegabyteMediaBothWays(t *testing.T) {
 	require.Less(t, upGrowth, int64(5<<20), "the upload was held in memory")
 	require.Less(t, downGrowth, int64(5<<20), "the download was held in memory")
 }
+
+// TestGatewayPassesALargeRejectedBodyBackOnce: a body over the retry limit is not kept, so
+// when WeChat rejects the token it was sent with, the caller gets WeChat's answer as it came
+// (and its SDK's next try gets the refreshed token), with no retry.
+func TestGatewayPassesALargeRejectedBodyBackOnce(t *testing.T) {
+	t.Parallel()
+	g := setupGateway(t, func(c *wechatsim.Config) { c.MediaDir = t.TempDir() })
+	tok := wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, "secret-"+g.stable), "")["access_token"].(string)
+	g.settle(t)
+	forceRefreshAtWeChat(t, g.e, g.stable)
+	retries := counter(t, g.n.node, "wxhub_gateway_retries_total")
+
+	upload := func() map[string]any {
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			part, err := mw.CreateFormFile("media", "big.jpg")
+			if err == nil {
+				_, err = io.Copy(part, io.LimitReader(rand.NewChaCha8([32]byte{2}), 2<<20))
+			}
+			if err == nil {
+				err = mw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		res, err := http.Post(g.n.gw+"/cgi-bin/media/upload?"+url.Values{"access_token": {tok}, "type": {"image"}}.Encode(),
+			mw.FormDataContentType(), pr)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var ans map[string]any
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&ans))
+		return ans
+	}
+	require.Equal(t, float64(wechatsim.CodeInvalidCredential), upload()["errcode"], "WeChat's rejection, passed back")
+	require.Equal(t, retries, counter(t, g.n.node, "wxhub_gateway_retries_total"), "no retry of a body it did not keep")
+
+	// A small call (the SDK's next) is retried with the refreshed token; so is the next upload
+	// sent with it.
+	require.Contains(t, wx(t, http.MethodGet, g.n.gw, "/cgi-bin/get_api_domain_ip?access_token="+tok, ""), "ip_list")
+	require.Equal(t, retries+1, counter(t, g.n.node, "wxhub_gateway_retries_total"))
+	require.NotEmpty(t, upload()["media_id"])
+}
