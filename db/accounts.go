@@ -533,9 +533,28 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 
 // AccountSecret is an account with its secret in plain text.
 type AccountSecret struct {
-	AppID  string
-	Kind   string
-	Secret string
+	AppID    string
+	Kind     string
+	Secret   string
+	TenantID int64
+}
+
+// GetAccountSecret returns one account with its secret decrypted, for the WeChat-compatible
+// gateway, which authenticates callers by the account's own AppSecret. ErrNotFound if there is
+// no such account or it has no secret (an authorizer).
+func (s *Store) GetAccountSecret(ctx context.Context, appid string) (AccountSecret, error) {
+	row, err := s.q.AccountGetByAppID(ctx, appid)
+	if err != nil {
+		return AccountSecret{}, notFound(err, "account "+appid)
+	}
+	if row.SecretCiphertext == nil {
+		return AccountSecret{}, fmt.Errorf("secret of account %s: none stored: %w", appid, ErrNotFound)
+	}
+	secret, err := s.open(row.SecretKeyID, row.SecretCiphertext, secretAD(row.Appid))
+	if err != nil {
+		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", appid, err)
+	}
+	return AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID}, nil
 }
 
 // AccountSecrets lists every account that has a secret, with the secret decrypted, for
@@ -560,7 +579,7 @@ func (s *Store) AccountSecrets(ctx context.Context) ([]AccountSecret, error) {
 			if err != nil {
 				return nil, fmt.Errorf("secret of account %s: %w", r.Appid, err)
 			}
-			out = append(out, AccountSecret{AppID: r.Appid, Kind: r.Kind, Secret: secret})
+			out = append(out, AccountSecret{AppID: r.Appid, Kind: r.Kind, Secret: secret, TenantID: r.TenantID})
 		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 // refused), so a failure to record it is logged rather than turned into an error.
 func (s *Server) audit(ctx context.Context, action, target string, tenantID int64, opErr error, details map[string]any) {
 	e := db.AuditEntry{Action: action, Target: target, Outcome: "success", Details: details}
-	if p, err := principal(ctx); err == nil {
+	// A caller the gateway knows by the account's AppSecret acts with no key.
+	if p, err := principal(ctx); err == nil && p.KeyID != 0 {
 		e.ActorKeyID = &p.KeyID
 	}
 	if tenantID != 0 {

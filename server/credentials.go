@@ -426,6 +426,42 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 	if err := s.reportDead(ctx, appid, cred); err != nil {
 		return db.CachedCredential{}, s.internal(err)
 	}
+	return s.awaitRefresh(ctx, p, appid, cred, changed)
+}
+
+// forceRefresh asks for a refresh of cred, an access token just read, if it is still the
+// current one (compare and refresh) and no refresh was asked for within requestInterval, and
+// waits a bounded time for the result. Without a refresh to wait for, or when the wait ends
+// with cred still servable, the answer is cred. It never makes WeChat force a new token: the
+// worker refreshes as it always does, and a stable token WeChat does not rotate yet comes
+// back unchanged.
+func (s *Server) forceRefresh(ctx context.Context, appid string, cred db.CachedCredential) (db.CachedCredential, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return db.CachedCredential{}, err
+	}
+	changed := s.cache.Changed(cred.AccountID, cred.Kind)
+	did, err := s.store.RequestRefresh(ctx, cred.AccountID, cred.Kind, cred.Generation, requestInterval)
+	if err != nil || !did {
+		if err != nil {
+			s.log.Error("request refresh", "appid", appid, "credential", cred.Kind, "err", err)
+		}
+		return cred, nil
+	}
+	s.audit(ctx, "credential.force_refresh", appid, cred.TenantID, nil,
+		map[string]any{"credential": cred.Kind, "generation": cred.Generation, "reason": "force_refresh"})
+	next, err := s.awaitRefresh(ctx, p, appid, cred, changed)
+	if err != nil && s.servable(cred, time.Now()) && ctx.Err() == nil {
+		return cred, nil
+	}
+	return next, err
+}
+
+// awaitRefresh waits, up to the refresh wait, for the refresh of cred that was just asked
+// for to end, and returns the value it left: a new generation, or the same one when WeChat
+// confirmed it (a stable token it still considers current). changed was taken before the
+// request was made, so its notification is not missed.
+func (s *Server) awaitRefresh(ctx context.Context, p Principal, appid string, cred db.CachedCredential, changed <-chan struct{}) (db.CachedCredential, error) {
 	deadline := time.NewTimer(s.cfg.RefreshWait)
 	defer deadline.Stop()
 	for {
@@ -433,13 +469,13 @@ func (s *Server) invalidate(ctx context.Context, appid, reported string) (db.Cac
 		case <-ctx.Done():
 			return db.CachedCredential{}, s.internal(ctx.Err())
 		case <-deadline.C:
-			return db.CachedCredential{}, unavailable("access_token")
+			return db.CachedCredential{}, unavailable(cred.Kind)
 		case <-changed:
 		case <-time.After(time.Second):
 		}
 		woke := isClosed(changed)
-		changed = s.cache.Changed(cred.AccountID, "access_token")
-		next, err := s.cache.Reload(ctx, appid, "access_token")
+		changed = s.cache.Changed(cred.AccountID, cred.Kind)
+		next, err := s.cache.Reload(ctx, appid, cred.Kind)
 		if err != nil {
 			return db.CachedCredential{}, s.visible(p, next, err)
 		}

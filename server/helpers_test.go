@@ -45,7 +45,7 @@ type env struct {
 	overlap time.Duration
 }
 
-func newEnv(t testing.TB, ttl, overlap time.Duration) *env {
+func newEnv(t testing.TB, ttl, overlap time.Duration, simOptions ...func(*wechatsim.Config)) *env {
 	t.Helper()
 	ring, err := keyring.Parse(testKeys)
 	require.NoError(t, err)
@@ -55,7 +55,11 @@ func newEnv(t testing.TB, ttl, overlap time.Duration) *env {
 	t.Cleanup(pool.Close)
 	store := db.NewStore(pool, ring)
 	require.NoError(t, server.EnsureBootstrapKey(context.Background(), store, adminKey))
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: ttl, Overlap: overlap})
+	simCfg := wechatsim.Config{TokenTTL: ttl, Overlap: overlap}
+	for _, o := range simOptions {
+		o(&simCfg)
+	}
+	sim := wechatsim.New(simCfg)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	return &env{dsn: dsn, ring: ring, store: store, sim: sim, simURL: srv.URL, overlap: overlap}

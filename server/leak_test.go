@@ -3,8 +3,10 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -119,7 +121,29 @@ func TestNoSecretLeaks(t *testing.T) {
 	} {
 		record(n.call(t, c.key, c.method, c.path, nil))
 	}
-	metricsPage := n.call(t, "", http.MethodGet, "/metrics", nil).text
+	// The gateway: tokens by AppSecret and by key, a wrong secret, a forwarded call, and one
+	// forwarded to a WeChat that cannot be reached (its error names the URL, with the token).
+	gw, err := n.srv.Gateway(server.GatewayConfig{Upstream: e.simURL})
+	require.NoError(t, err)
+	gwSrv := httptest.NewServer(gw.Handler())
+	t.Cleanup(gwSrv.Close)
+	n2 := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: 30 * time.Second, RefreshWait: 5 * time.Second, Logger: logger})
+	down, err := n2.srv.Gateway(server.GatewayConfig{Upstream: "http://127.0.0.1:1"})
+	require.NoError(t, err)
+	downSrv := httptest.NewServer(down.Handler())
+	t.Cleanup(downSrv.Close)
+	for _, base := range []string{gwSrv.URL, downSrv.URL} {
+		gwTok := wx(t, http.MethodGet, base, tokenQuery(good, "app-secret-of-"+good), "")["access_token"].(string)
+		secrets = append(secrets, gwTok)
+		require.Equal(t, gwTok, wx(t, http.MethodGet, base, tokenQuery(good, key), "")["access_token"])
+		for _, path := range []string{tokenQuery(good, "app-secret-of-"+bad), tokenQuery(bad, key+"x"), "/cgi-bin/get_api_domain_ip?access_token=" + gwTok} {
+			b, err := json.Marshal(wx(t, http.MethodGet, base, path, ""))
+			require.NoError(t, err)
+			responses.Write(b)
+		}
+	}
+	require.Contains(t, responses.String(), `"errcode":-1`, "the unreachable WeChat was answered")
+	metricsPage := n.call(t, "", http.MethodGet, "/metrics", nil).text + n2.call(t, "", http.MethodGet, "/metrics", nil).text
 	var workerMetrics bytes.Buffer
 	families, err := workerRegistry.Gather()
 	require.NoError(t, err)
@@ -138,6 +162,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 	}
 	require.Contains(t, logs.String(), "40125", "the wrong secret's failure was logged")
+	require.Contains(t, logs.String(), "WeChat unreachable", "the gateway's failed call was logged")
 	require.Contains(t, dump, "COPY public.credentials", "the dump has the credentials table")
 }
 

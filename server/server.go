@@ -79,6 +79,8 @@ type Server struct {
 	// many, so a read checks the map only when there are some.
 	dead      sync.Map
 	deadCount atomic.Int64
+	// gateway is the node's WeChat-compatible gateway, once built (see Gateway).
+	gateway atomic.Pointer[Gateway]
 }
 
 // New builds an API node over store. Call Run to start its listener; the handler answers
@@ -161,7 +163,7 @@ func (s *Server) Listener() *Listener { return s.listener }
 // Run keeps the listener connected until ctx ends, and meanwhile, once a minute, forgets
 // what the node no longer needs: notifications older than a minute, credentials no request
 // waited for in that time, client addresses that stopped sending unknown keys, tokens
-// reported dead a day ago.
+// reported dead a day ago, and what the gateway no longer needs.
 func (s *Server) Run(ctx context.Context) {
 	go func() {
 		tick := time.NewTicker(time.Minute)
@@ -174,6 +176,9 @@ func (s *Server) Run(ctx context.Context) {
 				s.cache.forget(now.Add(-time.Minute))
 				s.keys.failures.prune(now)
 				s.forgetDead(now)
+				if g := s.gateway.Load(); g != nil {
+					g.prune(now)
+				}
 			}
 		}
 	}()

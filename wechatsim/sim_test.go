@@ -112,6 +112,7 @@ func TestStatsCountCallsTokensAndUses(t *testing.T) {
 	require.Equal(t, KindOfficialAccount, as.Kind)
 	require.Equal(t, map[string]int64{
 		APIToken: 3, APIStableToken: 2, APIGetTicket: 1, APIGetAPIDomainIP: 3, APIQuotaGet: 1, APIClearQuota: 0,
+		APIMediaUpload: 0, APIMediaGet: 0,
 	}, as.Calls)
 	require.Equal(t, int64(3), as.TokensIssued)
 	require.Equal(t, map[string]int64{TokenKindClassic: 2, TokenKindStable: 1}, as.TokensIssuedByKind)

@@ -80,6 +80,10 @@ type Config struct {
 	// the daily quota of their API. False (the default) counts only served
 	// calls: WeChat does not say, and wxhub assumes refusals are free.
 	CountRefusedCalls bool
+	// MediaDir is the folder where uploaded media (media/upload) is kept, one file each, so
+	// large uploads and downloads stream without being held in memory. Empty keeps media in
+	// memory. The simulator never deletes the files: give it a folder that is cleaned up.
+	MediaDir string
 }
 
 // withDefaults fills zero fields and clamps the "disabled" negatives, so the
@@ -160,6 +164,10 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleClearQuota(w, r)
 	case pathClearQuotaV2:
 		s.handleClearQuotaV2(w, r)
+	case pathMediaUpload:
+		s.handleMediaUpload(w, r)
+	case pathMediaGet:
+		s.handleMediaGet(w, r)
 	case "/sim/accounts":
 		s.handleSimAccounts(w, r)
 	case "/sim/stats":
@@ -187,4 +195,6 @@ const (
 	pathQuotaGet     = "/cgi-bin/openapi/quota/get"
 	pathClearQuota   = "/cgi-bin/clear_quota"
 	pathClearQuotaV2 = "/cgi-bin/clear_quota/v2"
+	pathMediaUpload  = "/cgi-bin/media/upload"
+	pathMediaGet     = "/cgi-bin/media/get"
 )

@@ -19,6 +19,8 @@ const (
 	apiDomainIP
 	apiQuotaGet
 	apiClearQuota
+	apiMediaUpload
+	apiMediaGet
 	numAPIs
 
 	numQuotaAPIs = int(apiGetTicket) + 1
@@ -33,6 +35,8 @@ const (
 	APIGetAPIDomainIP = "get_api_domain_ip"
 	APIQuotaGet       = "quota_get"
 	APIClearQuota     = "clear_quota"
+	APIMediaUpload    = "media_upload"
+	APIMediaGet       = "media_get"
 )
 
 var apiNames = [numAPIs]string{
@@ -42,6 +46,8 @@ var apiNames = [numAPIs]string{
 	apiDomainIP:    APIGetAPIDomainIP,
 	apiQuotaGet:    APIQuotaGet,
 	apiClearQuota:  APIClearQuota,
+	apiMediaUpload: APIMediaUpload,
+	apiMediaGet:    APIMediaGet,
 }
 
 func (a api) String() string { return apiNames[a] }
@@ -333,6 +339,7 @@ type world struct {
 	accounts sync.Map // appid → *account; read-mostly, so no global lock on the hot path
 	tokens   tokenIndex
 	faults   faultTable
+	media    sync.Map // media_id → *mediaRecord
 	// orphan counts calls that cannot be attributed to a known appid: unknown
 	// or missing appids, unknown or missing tokens.
 	orphan counters

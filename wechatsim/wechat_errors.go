@@ -16,6 +16,9 @@ const (
 	CodeBusy               = -1    // system busy: transient
 	CodeInvalidCredential  = 40001 // token invalid or superseded; bad secret on stable_token
 	CodeInvalidGrantType   = 40002
+	CodeInvalidMediaType   = 40004
+	CodeInvalidMediaSize   = 40006
+	CodeInvalidMediaID     = 40007
 	CodeInvalidAppID       = 40013
 	CodeInvalidAccessToken = 40014 // token invalid; WeCom may say it for an expired one
 	CodeInvalidArgs        = 40097
@@ -24,6 +27,7 @@ const (
 	CodeSecretFrozen       = 40243
 	CodeMissingAccessToken = 41001
 	CodeMissingAppID       = 41002
+	CodeMissingMedia       = 41005
 	CodeMissingSecret      = 41004
 	CodeTokenExpired       = 42001
 	CodeRequireGET         = 43001
@@ -44,6 +48,9 @@ var errMessages = map[int]string{
 	CodeBusy:               "system error",
 	CodeInvalidCredential:  "invalid credential, access_token is invalid or not latest",
 	CodeInvalidGrantType:   "invalid grant_type",
+	CodeInvalidMediaType:   "invalid media type",
+	CodeInvalidMediaSize:   "invalid meida size",
+	CodeInvalidMediaID:     "invalid media_id",
 	CodeInvalidAppID:       "invalid appid",
 	CodeInvalidAccessToken: "invalid access_token",
 	CodeInvalidArgs:        "invalid args",
@@ -51,6 +58,7 @@ var errMessages = map[int]string{
 	CodeSecretFrozen:       "appsecret is frozen, unfreeze it on the platform and try again",
 	CodeMissingAccessToken: "access_token missing",
 	CodeMissingAppID:       "appid missing",
+	CodeMissingMedia:       "media data missing",
 	CodeMissingSecret:      "appsecret missing",
 	CodeTokenExpired:       "access_token expired",
 	CodeRequireGET:         "require GET method",

@@ -93,6 +93,8 @@ func TestComposeFileRunsRealCommands(t *testing.T) {
 		require.Contains(t, env, "WXHUB_KEYS", name)
 	}
 	require.Equal(t, "http://sim:8081", c.Services["worker"].Environment["WXHUB_WECHAT_BASE_URL"])
+	api1 := c.Services["api1"].Command
+	require.Equal(t, "http://sim:8081", api1[slices.Index(api1, "--gateway-upstream")+1], "the gateway forwards to the WeChat the worker calls")
 	require.Contains(t, string(raw), "EXAMPLE", "the example keys are marked as such")
 }
 

@@ -38,6 +38,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("dev", stdout)
 	listen := fs.String("listen", envOr("WXHUB_LISTEN", "127.0.0.1:8080"), "address of the API (env WXHUB_LISTEN)")
 	simListen := fs.String("sim-listen", "127.0.0.1:8081", "address of the WeChat simulator")
+	gatewayListen := fs.String("gateway-listen", "127.0.0.1:8082", "address of the WeChat-compatible gateway, which forwards to the simulator (or --wechat-base-url); empty: no gateway")
 	dataDir := fs.String("data-dir", "./.wxhub", "folder for the local PostgreSQL, the development key ring and the admin key (reused on the next run)")
 	databaseURL := fs.String("database-url", envOr("DATABASE_URL", ""), "use this PostgreSQL instead of a local one (env DATABASE_URL)")
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of the simulator's tokens")
@@ -164,6 +165,15 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	errs := make(chan error, 3)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	gatewayURL := ""
+	if *gatewayListen != "" {
+		addr, stop, err := startGateway(runCtx, api, *gatewayListen, simURL, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		gatewayURL = "http://" + addr
+	}
 	runs := []func() error{
 		func() error { return w.Run(runCtx) },
 		func() error { return runAPI(runCtx, api, handler, apiLn) },
@@ -181,7 +191,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}()
 	}
-	printWelcome(stdout, "http://"+apiLn.Addr().String(), simURL, adminKey, sim != nil)
+	printWelcome(stdout, "http://"+apiLn.Addr().String(), simURL, gatewayURL, adminKey, sim != nil)
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
@@ -380,11 +390,15 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
-func printWelcome(w io.Writer, apiURL, wechatURL, adminKey string, simulated bool) {
+func printWelcome(w io.Writer, apiURL, wechatURL, gatewayURL, adminKey string, simulated bool) {
 	a := demoAccounts[0].AppID
 	wechatLine := fmt.Sprintf("  simulator  %[1]s   (stands in for WeChat; counters at %[1]s/sim/stats)", wechatURL)
 	if !simulated {
 		wechatLine = "  WeChat     " + wechatURL
+	}
+	if gatewayURL != "" {
+		wechatLine += fmt.Sprintf("\n  gateway    %[1]s   (speaks WeChat's protocol: point an SDK's API host here; try\n             curl '%[1]s/cgi-bin/token?grant_type=client_credential&appid=%[2]s&secret=%[3]s')",
+			gatewayURL, a, demoAccounts[0].Secret)
 	}
 	fmt.Fprintf(w, `
 wxhub dev is running (development only: local data, a development key ring).

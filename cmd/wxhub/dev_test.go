@@ -36,6 +36,18 @@ func TestDevPrintsCurlLinesThatWork(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
 	require.Contains(t, string(body), `"access_token"`)
+	var rest map[string]any
+	require.NoError(t, json.Unmarshal(body, &rest))
+
+	// The gateway's curl line, WeChat's own token request, answers the same token.
+	require.NotEmpty(t, d.gatewayCurl, "dev prints the gateway and a curl line for it")
+	res, err = client.Get(d.gatewayCurl)
+	require.NoError(t, err)
+	var wx map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&wx))
+	res.Body.Close()
+	require.Equal(t, rest["access_token"], wx["access_token"], "%v", wx)
+	require.Contains(t, wx, "expires_in")
 	d.stop()
 }
 
@@ -58,6 +70,7 @@ func devDataDir(t *testing.T) string {
 type devRun struct {
 	api, sim, key    string
 	curlURL, curlKey string // of the printed access-token curl line
+	gatewayCurl      string // the URL of the printed gateway curl line
 	stop             func()
 }
 
@@ -69,18 +82,22 @@ func startDev(t *testing.T, dataDir string, extra ...string) devRun {
 	r, w := io.Pipe()
 	done := make(chan int, 1)
 	var stderr strings.Builder
-	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--log-level", "error"}, extra...)
+	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--log-level", "error"}, extra...)
 	go func() {
 		done <- run(ctx, args, w, &stderr)
 		w.Close()
 	}()
 	field := regexp.MustCompile(`^\s+(API|simulator|admin key)\s+(\S+)`)
 	curl := regexp.MustCompile(`^\s*curl -H 'Authorization: Bearer (\S+)' (http://\S+/access-token)$`)
+	gatewayCurl := regexp.MustCompile(`^\s*curl '(http://\S+/cgi-bin/token\?\S+)'\)$`)
 	var d devRun
 	sc := bufio.NewScanner(r)
 	for sc.Scan() && d.curlURL == "" {
 		if m := curl.FindStringSubmatch(sc.Text()); m != nil {
 			d.curlKey, d.curlURL = m[1], m[2]
+		}
+		if m := gatewayCurl.FindStringSubmatch(sc.Text()); m != nil {
+			d.gatewayCurl = m[1]
 		}
 		if m := field.FindStringSubmatch(sc.Text()); m != nil {
 			switch m[1] {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,8 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	overlap := fs.Duration("overlap", 300*time.Second, "how long WeChat accepts a replaced token, as given to the workers (change only against a simulator)")
 	rateLimit := fs.Float64("rate-limit", 1000, "requests per second one API key may make to this node (bursts of twice that); negative disables")
 	badKeyRate := fs.Float64("bad-key-rate", 5, "unknown API keys per second one client address may send (bursts of twice that) before its keys the node has not cached are answered 429 without a database lookup; negative disables")
+	gatewayListen := fs.String("gateway-listen", envOr("WXHUB_GATEWAY_LISTEN", ""), "address of the WeChat-compatible gateway (point an SDK's API host here); empty: no gateway (env WXHUB_GATEWAY_LISTEN)")
+	gatewayUpstream := fs.String("gateway-upstream", envOr("WXHUB_GATEWAY_UPSTREAM", server.DefaultGatewayUpstream), "where the gateway forwards the WeChat calls it does not answer itself (env WXHUB_GATEWAY_UPSTREAM)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub serve [flags]\n\nNeeds WXHUB_KEYS; WXHUB_BOOTSTRAP_ADMIN_KEY, if set, makes sure an admin key with that value exists.")
@@ -81,8 +85,54 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, BadKeyRate: *badKeyRate, Logger: logger})
+	if *gatewayListen != "" {
+		_, stop, err := startGateway(ctx, srv, *gatewayListen, *gatewayUpstream, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	logger.Info("API listening", "addr", ln.Addr().String())
 	return runAPI(ctx, srv, srv.Handler(), ln)
+}
+
+// startGateway serves the node's WeChat-compatible gateway on addr, forwarding to upstream,
+// until stop is called, and returns the address it listens on. Its server has longer timeouts than the API's: media
+// bodies stream through it, and its wait for WeChat is bounded by the proxy's own client.
+func startGateway(ctx context.Context, srv *server.Server, addr, upstream string, logger *slog.Logger) (listening string, stop func(), err error) {
+	gw, err := srv.Gateway(server.GatewayConfig{Upstream: upstream})
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: --gateway-upstream: %v", errUsage, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("gateway: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Minute,
+		WriteTimeout:      10 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("gateway stopped", "err", err)
+		}
+	}()
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "upstream", upstream)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(shutdownCtx)
+			<-done
+		})
+	}
+	return ln.Addr().String(), stop, nil
 }
 
 // newAPIServer builds an API node whose /metrics also carries the process's Go metrics.

@@ -1,0 +1,567 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"wxhub/db"
+)
+
+// The gateway speaks WeChat's own protocol on a listener of its own, so an app whose SDK
+// fetches tokens from api.weixin.qq.com migrates by pointing the SDK's API host at wxhub.
+// Token and ticket requests are answered from wxhub's credential cache (the same path as
+// the REST API: s.credential), never by a call to WeChat on the request path; every other
+// request is forwarded to WeChat with the account's current token injected (gateway_proxy.go).
+// Answers have WeChat's shapes and WeChat's habit of HTTP 200 with an errcode.
+
+// GatewayConfig configures the WeChat-compatible gateway; zero fields take the defaults in
+// brackets.
+type GatewayConfig struct {
+	// Upstream is WeChat's API base URL, where requests other than tokens and tickets are
+	// forwarded [https://api.weixin.qq.com].
+	Upstream string
+	// Transport makes the forwarded calls [an http.Transport with connect, TLS and
+	// response-header timeouts, and no transparent compression].
+	Transport http.RoundTripper
+	// RetryBodyLimit is the largest request body kept in memory so that a call WeChat
+	// rejects for its token can be sent again with the new token [1 MiB]. Larger bodies
+	// (media uploads) stream through once, and a rejection is passed back as it came.
+	RetryBodyLimit int64
+}
+
+// DefaultGatewayUpstream is WeChat's API host.
+const DefaultGatewayUpstream = "https://api.weixin.qq.com"
+
+// WeChat errcodes the gateway answers itself.
+const (
+	wxBusy               = -1
+	wxInvalidCredential  = 40001
+	wxInvalidGrantType   = 40002
+	wxInvalidAppID       = 40013
+	wxInvalidArgs        = 40097
+	wxInvalidSecret      = 40125
+	wxMissingAccessToken = 41001
+	wxMissingAppID       = 41002
+	wxMissingSecret      = 41004
+	wxTokenExpired       = 42001
+	wxRequireGET         = 43001
+	wxRequirePOST        = 43002
+	wxQuotaExceeded      = 45009
+	wxMinuteQuota        = 45011
+	wxDataFormat         = 47001
+	wxAPIUnauthorized    = 48001
+)
+
+// wxMessages are WeChat's errmsg texts for the codes the gateway answers.
+var wxMessages = map[int]string{
+	wxBusy:               "system error",
+	wxInvalidCredential:  "invalid credential, access_token is invalid or not latest",
+	wxInvalidGrantType:   "invalid grant_type",
+	wxInvalidAppID:       "invalid appid",
+	wxInvalidArgs:        "invalid args",
+	wxInvalidSecret:      "invalid appsecret",
+	wxMissingAccessToken: "access_token missing",
+	wxMissingAppID:       "appid missing",
+	wxMissingSecret:      "appsecret missing",
+	wxTokenExpired:       "access_token expired",
+	wxRequireGET:         "require GET method",
+	wxRequirePOST:        "require POST method",
+	wxQuotaExceeded:      "reach max api daily quota limit",
+	wxMinuteQuota:        "api minute-quota reach limit mustslower retry next minute",
+	wxDataFormat:         "data format error",
+	wxAPIUnauthorized:    "api unauthorized",
+}
+
+// wxError is WeChat's error answer. It is also the error the gateway's steps return, so a
+// failure carries the answer it gets.
+type wxError struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+func (e *wxError) Error() string { return fmt.Sprintf("errcode %d: %s", e.ErrCode, e.ErrMsg) }
+
+// wxErr is WeChat's answer for code, with a note from wxhub after WeChat's own text.
+func wxErr(code int, note string) *wxError {
+	msg := wxMessages[code]
+	if note != "" {
+		msg += " (wxhub gateway: " + note + ")"
+	}
+	return &wxError{ErrCode: code, ErrMsg: msg}
+}
+
+// wxToken is WeChat's token answer: no errcode field.
+type wxToken struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// wxTicket is WeChat's getticket answer.
+type wxTicket struct {
+	ErrCode   int    `json:"errcode"`
+	ErrMsg    string `json:"errmsg"`
+	Ticket    string `json:"ticket"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// Path classes of the gateway's metrics.
+const (
+	classToken       = "token"
+	classStableToken = "stable_token"
+	classTicket      = "ticket"
+	classProxy       = "proxy"
+	classUnsupported = "unsupported"
+)
+
+// gatewayRoute is one path the gateway answers itself.
+type gatewayRoute struct {
+	class string
+	serve func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Gateway is the WeChat-compatible gateway of an API node: serve its Handler on a listener
+// of its own.
+type Gateway struct {
+	s        *Server
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+	retryMax int64
+	routes   map[string]gatewayRoute
+	// salt keys the hashes of secrets and tokens this node keeps, so a memory dump does not
+	// allow testing guesses against them offline.
+	salt    [32]byte
+	secrets sync.Map // appid → secretEntry
+	handed  sync.Map // tokenHash → handedToken
+	metrics gatewayMetrics
+}
+
+type tokenHash [32]byte
+
+// secretEntry is what the gateway keeps of an account to authenticate callers by its
+// AppSecret: a salted hash of the secret, never the secret.
+type secretEntry struct {
+	hash     [32]byte
+	tenantID int64
+	kind     string
+	loadedAt time.Time
+}
+
+// handedToken is an access token this node handed out or served: whose it is, and until
+// when it can be valid at WeChat.
+type handedToken struct {
+	appid    string
+	tenantID int64
+	until    time.Time
+}
+
+type gatewayMetrics struct {
+	requests *prometheus.CounterVec
+	retries  prometheus.Counter
+}
+
+// Gateway builds the node's WeChat-compatible gateway. Call it once per node: its metrics
+// join the node's registry.
+func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
+	if cfg.Upstream == "" {
+		cfg.Upstream = DefaultGatewayUpstream
+	}
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil || (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
+		return nil, fmt.Errorf("gateway upstream %q: need an absolute http or https URL", cfg.Upstream)
+	}
+	if cfg.RetryBodyLimit == 0 {
+		cfg.RetryBodyLimit = 1 << 20
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = newUpstreamTransport()
+	}
+	g := &Gateway{s: s, upstream: up, retryMax: cfg.RetryBodyLimit}
+	if _, err := rand.Read(g.salt[:]); err != nil {
+		return nil, fmt.Errorf("gateway salt: %w", err)
+	}
+	g.metrics = gatewayMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxhub_gateway_requests_total",
+			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
+		}, []string{"path", "outcome"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxhub_gateway_retries_total",
+			Help: "Forwarded calls WeChat rejected for their token (40001, 40014, 42001) that were sent again with the token wxhub refreshed.",
+		}),
+	}
+	if err := s.cfg.Registry.Register(g.metrics.requests); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	if err := s.cfg.Registry.Register(g.metrics.retries); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	g.proxy = g.newProxy(cfg.Transport)
+	unsupported := gatewayRoute{classUnsupported, g.unsupported}
+	g.routes = map[string]gatewayRoute{
+		"/cgi-bin/token":            {classToken, g.serveToken},
+		"/cgi-bin/stable_token":     {classStableToken, g.serveStableToken},
+		"/cgi-bin/ticket/getticket": {classTicket, g.serveTicket},
+		// WeCom (issue 13). Its host is qyapi.weixin.qq.com, but an SDK pointed at the gateway
+		// sends these paths here; they must not reach the proxy.
+		"/cgi-bin/gettoken":         unsupported,
+		"/cgi-bin/get_jsapi_ticket": unsupported,
+		"/cgi-bin/ticket/get":       unsupported,
+	}
+	s.gateway.Store(g)
+	return g, nil
+}
+
+// Handler serves the gateway: token and ticket endpoints, the not yet supported WeCom and
+// component token endpoints, and the proxy for every other path.
+func (g *Gateway) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route, ok := g.routes[r.URL.Path]
+		switch {
+		case ok:
+		case strings.HasPrefix(r.URL.Path, "/cgi-bin/component/"):
+			route = gatewayRoute{classUnsupported, g.unsupported}
+		default:
+			route = gatewayRoute{classProxy, g.serveProxy}
+		}
+		outcome := "ok"
+		if err := route.serve(w, r); err != nil {
+			var we *wxError
+			if !errors.As(err, &we) {
+				g.s.log.Error("gateway", "path", r.URL.Path, "err", err)
+				we = wxErr(wxBusy, "")
+			}
+			writeWeChat(w, we)
+			outcome = strconv.Itoa(we.ErrCode)
+		}
+		g.metrics.requests.WithLabelValues(route.class, outcome).Inc()
+	})
+}
+
+// writeWeChat answers as WeChat does: JSON with HTTP 200, errors included.
+func writeWeChat(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// unsupported answers the WeCom and component token endpoints, which come with issue 13.
+func (g *Gateway) unsupported(http.ResponseWriter, *http.Request) error {
+	return wxErr(wxAPIUnauthorized, "WeCom and third-party platform credentials are not served by the gateway yet; take them from wxhub's REST API")
+}
+
+// serveToken answers GET /cgi-bin/token from wxhub's cache. Unlike WeChat's, it never issues
+// a new token: every caller gets the current one, so no app kills another's.
+func (g *Gateway) serveToken(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return wxErr(wxRequireGET, "")
+	}
+	q := r.URL.Query()
+	if err := checkTokenRequest(q.Get("grant_type"), q.Get("appid"), q.Get("secret")); err != nil {
+		return err
+	}
+	cred, err := g.accessToken(r, q.Get("appid"), q.Get("secret"), wxInvalidSecret, false)
+	if err != nil {
+		return err
+	}
+	writeWeChat(w, wxToken{AccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})
+	return nil
+}
+
+// stableTokenRequest is the body of POST /cgi-bin/stable_token.
+type stableTokenRequest struct {
+	GrantType    string `json:"grant_type"`
+	AppID        string `json:"appid"`
+	Secret       string `json:"secret"`
+	ForceRefresh bool   `json:"force_refresh"`
+}
+
+// serveStableToken answers POST /cgi-bin/stable_token. force_refresh asks for a refresh of
+// the token the caller would get, compare-and-refresh, at most one per requestInterval per
+// credential (as the REST API's min_ttl and invalidate do); it never makes WeChat force a
+// new token. A wrong secret is 40001 here, as WeChat answers on this endpoint.
+func (g *Gateway) serveStableToken(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return wxErr(wxRequirePOST, "")
+	}
+	var req stableTokenRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil || json.Unmarshal(body, &req) != nil {
+		return wxErr(wxDataFormat, "")
+	}
+	if err := checkTokenRequest(req.GrantType, req.AppID, req.Secret); err != nil {
+		return err
+	}
+	cred, err := g.accessToken(r, req.AppID, req.Secret, wxInvalidCredential, req.ForceRefresh)
+	if err != nil {
+		return err
+	}
+	writeWeChat(w, wxToken{AccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})
+	return nil
+}
+
+// checkTokenRequest checks a token request's parameters in WeChat's order.
+func checkTokenRequest(grantType, appid, secret string) error {
+	switch {
+	case grantType != "client_credential":
+		return wxErr(wxInvalidGrantType, "")
+	case appid == "":
+		return wxErr(wxMissingAppID, "")
+	case secret == "":
+		return wxErr(wxMissingSecret, "")
+	}
+	return nil
+}
+
+// accessToken authenticates a token request and returns the account's current token,
+// refreshed first (compare and refresh) when force asks for it. badSecret is the errcode of a
+// wrong secret on the endpoint asked.
+func (g *Gateway) accessToken(r *http.Request, appid, secret string, badSecret int, force bool) (db.CachedCredential, error) {
+	ctx, kind, err := g.authenticate(r, appid, secret, badSecret)
+	if err != nil {
+		return db.CachedCredential{}, err
+	}
+	if kind != "official_account" && kind != "mini_program" {
+		return db.CachedCredential{}, wxErr(wxInvalidAppID, "a "+kind+" account has no token at this endpoint")
+	}
+	cred, err := g.s.credential(ctx, appid, "access_token", 0)
+	if err == nil && force {
+		cred, err = g.s.forceRefresh(ctx, appid, cred)
+	}
+	if err != nil {
+		return db.CachedCredential{}, g.wxFromAPI(err, "")
+	}
+	g.remember(cred)
+	return cred, nil
+}
+
+// expiresIn is what wxhub promises for a value, in whole seconds rounded down: the REST
+// API's expires_in.
+func (g *Gateway) expiresIn(cred db.CachedCredential) int64 {
+	return secondsLeft(g.s.goodUntil(cred, time.Now()))
+}
+
+// secretTTL is how long the gateway trusts a cached secret hash without reading the account
+// again; a changed secret is also noticed at once when a caller sends one that does not
+// match.
+func (g *Gateway) secretTTL() time.Duration { return g.s.cfg.StalenessBound }
+
+// authenticate resolves the caller of a token request, who proves it may have the
+// account's token with the account's AppSecret (compared in constant time with a salted
+// hash this node keeps) or a wxhub API key in the secret field (whose tenant must own the
+// account; admin keys may read all). It returns the context carrying the principal, and the
+// account's kind. Like the REST API, it looks up nothing more for a client address that sent
+// too many wrong secrets or keys (BadKeyRate), unless the secret matches what the node holds.
+func (g *Gateway) authenticate(r *http.Request, appid, secret string, badSecret int) (context.Context, string, error) {
+	ctx := r.Context()
+	now := time.Now()
+	addr := clientAddr(r.RemoteAddr)
+	given := g.hash(secret)
+	if v, ok := g.secrets.Load(appid); ok {
+		e := v.(secretEntry)
+		if now.Sub(e.loadedAt) < g.secretTTL() && subtle.ConstantTimeCompare(e.hash[:], given[:]) == 1 {
+			return withPrincipal(ctx, Principal{Role: RoleTenant, TenantID: e.tenantID}), e.kind, nil
+		}
+	}
+	limiter := g.s.keys.failures
+	if limiter.exhausted(addr, now) {
+		return nil, "", wxErr(wxMinuteQuota, "too many wrong secrets or keys from this address; slow down")
+	}
+	e, err := g.loadSecret(ctx, appid, now)
+	if errors.Is(err, db.ErrNotFound) {
+		limiter.failed(addr, now)
+		return nil, "", wxErr(wxInvalidAppID, "")
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("gateway: secret of %s: %w", appid, err)
+	}
+	if subtle.ConstantTimeCompare(e.hash[:], given[:]) == 1 {
+		return withPrincipal(ctx, Principal{Role: RoleTenant, TenantID: e.tenantID}), e.kind, nil
+	}
+	if checkKeyFormat(secret) != nil {
+		limiter.failed(addr, now)
+		return nil, "", wxErr(badSecret, "")
+	}
+	p, err := g.s.keys.authenticate(ctx, secret, addr, g.s.listener.Connected())
+	switch {
+	case errors.Is(err, errTooManyBadKeys):
+		return nil, "", wxErr(wxMinuteQuota, "too many wrong secrets or keys from this address; slow down")
+	case errors.Is(err, errBadKey), errors.Is(err, errMalformedKey):
+		return nil, "", wxErr(badSecret, "")
+	case err != nil:
+		return nil, "", fmt.Errorf("gateway: API key: %w", err)
+	case !p.mayAccess(e.tenantID):
+		// A key of another tenant is a wrong secret for this appid: WeChat tells a wrong
+		// secret from an unknown appid, and so does the gateway, but nothing more.
+		limiter.failed(addr, now)
+		return nil, "", wxErr(badSecret, "")
+	case !g.s.allow(p.KeyID):
+		return nil, "", wxErr(wxMinuteQuota, "too many requests with this API key; slow down")
+	}
+	return withPrincipal(ctx, p), e.kind, nil
+}
+
+// loadSecret reads an account's secret from the database and keeps its salted hash.
+func (g *Gateway) loadSecret(ctx context.Context, appid string, now time.Time) (secretEntry, error) {
+	a, err := g.s.store.GetAccountSecret(ctx, appid)
+	if err != nil {
+		return secretEntry{}, err
+	}
+	e := secretEntry{hash: g.hash(a.Secret), tenantID: a.TenantID, kind: a.Kind, loadedAt: now}
+	g.secrets.Store(appid, e)
+	return e, nil
+}
+
+// hash is the salted SHA-256 of a secret or token.
+func (g *Gateway) hash(s string) [32]byte {
+	h := sha256.New()
+	h.Write(g.salt[:])
+	h.Write([]byte(s))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func withPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// clientAddr is the host part of a remote address, the key of the bad-secret limit.
+func clientAddr(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
+// remember records a token this node hands out or forwards with, so the caller's later
+// requests that carry it are tied to the account.
+func (g *Gateway) remember(cred db.CachedCredential) {
+	if cred.Value == "" {
+		return
+	}
+	g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, tenantID: cred.TenantID, until: cred.ExpiresAt})
+}
+
+// caller finds the account of an access token the caller presents (getticket, the proxy).
+//
+// Only tokens this node handed out or forwarded with are known: wxhub stores values
+// encrypted under a random nonce, so the database cannot be searched by value, and an index
+// on a hash column of credentials would change on every refresh, ending the heap-only
+// updates the refresh path relies on (and a lookup without one is a sequential scan any
+// caller with a made-up token could cause). An unknown token is answered 40001, as WeChat
+// answers a token it does not accept. SDKs that fetch a token again on 40001 recover at once,
+// through the gateway, which hands out the current one (no call to WeChat) and remembers it;
+// SDKs that keep their cached token until it expires (silenceper/wechat does) need their
+// requests to reach the node that handed it out: run one gateway node, or route by client
+// address.
+func (g *Gateway) caller(r *http.Request) (context.Context, handedToken, error) {
+	tok := r.URL.Query().Get("access_token")
+	if tok == "" {
+		return nil, handedToken{}, wxErr(wxMissingAccessToken, "")
+	}
+	v, ok := g.handed.Load(tokenHash(g.hash(tok)))
+	if !ok {
+		return nil, handedToken{}, wxErr(wxInvalidCredential, "this node did not hand out this token; fetch one through the gateway")
+	}
+	h := v.(handedToken)
+	if !time.Now().Before(h.until) {
+		return nil, handedToken{}, wxErr(wxTokenExpired, "")
+	}
+	return withPrincipal(r.Context(), Principal{Role: RoleTenant, TenantID: h.tenantID}), h, nil
+}
+
+// gatewayTicketTypes are the ticket types getticket serves.
+var gatewayTicketTypes = map[string]string{"jsapi": "jsapi_ticket", "wx_card": "wx_card_ticket"}
+
+// serveTicket answers GET /cgi-bin/ticket/getticket from wxhub's cache, for a caller that
+// presents an access token the gateway handed out.
+func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return wxErr(wxRequireGET, "")
+	}
+	ctx, h, err := g.caller(r)
+	if err != nil {
+		return err
+	}
+	typ := r.URL.Query().Get("type")
+	kind, ok := gatewayTicketTypes[typ]
+	if !ok {
+		return wxErr(wxInvalidArgs, "type must be jsapi or wx_card")
+	}
+	cred, err := g.s.credential(ctx, h.appid, kind, 0)
+	if err != nil {
+		return g.wxFromAPI(err, "wxhub keeps no "+typ+" ticket for this account: add it to the account's tickets")
+	}
+	writeWeChat(w, wxTicket{ErrCode: 0, ErrMsg: "ok", Ticket: cred.Value, ExpiresIn: g.expiresIn(cred)})
+	return nil
+}
+
+// wxFromAPI turns the error of a credential read into WeChat's answer: an unknown account
+// (or credential, explained by missing) is an invalid appid, a configuration WeChat refuses
+// is WeChat's own errcode for it, a spent quota 45009, and anything transient -1, which SDKs
+// retry.
+func (g *Gateway) wxFromAPI(err error, missing string) error {
+	var p *problem
+	if errors.As(err, &p) {
+		switch p.Type {
+		case problemQuotaExhausted:
+			return wxErr(wxQuotaExceeded, "")
+		case problemAccountFailing:
+			if p.ErrCode != 0 {
+				return &wxError{ErrCode: p.ErrCode, ErrMsg: "wxhub gateway: WeChat refuses the account's configuration: " + p.Detail}
+			}
+		case problemAccountDisabled, problemAccountUnauthorized:
+			return wxErr(wxAPIUnauthorized, p.Detail)
+		}
+		return wxErr(wxBusy, p.Detail)
+	}
+	var se huma.StatusError
+	if errors.As(err, &se) {
+		switch se.GetStatus() {
+		case http.StatusNotFound:
+			if missing != "" {
+				return wxErr(wxInvalidArgs, missing)
+			}
+			return wxErr(wxInvalidAppID, "")
+		case http.StatusTooManyRequests:
+			return wxErr(wxMinuteQuota, "")
+		}
+		return wxErr(wxBusy, "no valid token within the wait; retry")
+	}
+	return err
+}
+
+// prune forgets tokens past their expiry, and secret hashes no request used within their
+// trust period.
+func (g *Gateway) prune(now time.Time) {
+	g.handed.Range(func(k, v any) bool {
+		if now.After(v.(handedToken).until) {
+			g.handed.Delete(k)
+		}
+		return true
+	})
+	g.secrets.Range(func(k, v any) bool {
+		if now.Sub(v.(secretEntry).loadedAt) > g.secretTTL() {
+			g.secrets.Delete(k)
+		}
+		return true
+	})
+}
