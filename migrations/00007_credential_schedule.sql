@@ -8,9 +8,9 @@
 -- change, so claims and writes there are HOT; the narrow schedule row takes the index
 -- update instead.
 --
--- Lock order: a statement locks a credential's row before its schedule row, never the other
--- way round (a schedule row is changed only by a statement that has already locked, or is
--- updating, the credential), so the two tables cannot deadlock each other.
+-- Lock order: a statement that changes a schedule row has locked, or is updating, the
+-- credential's row first; the claim's scan, which locks both, skips rows locked by others
+-- rather than waiting. So the two tables cannot deadlock each other.
 CREATE TABLE credential_schedule (
     tenant_id  bigint      NOT NULL,
     account_id bigint      NOT NULL,

@@ -29,9 +29,13 @@ WHERE c.account_id = @account_id
 -- CredentialLockDue is the first step of a claim: it locks up to max due credentials, oldest
 -- due first, skipping rows other workers hold and credentials whose claim's lease has not
 -- run out, and returns what a refresh needs. The subquery walks the schedule's refresh_at
--- index and stops at the limit, however large the backlog. It locks the credentials, not
--- their schedule rows: a schedule row is only ever changed by a statement that holds its
--- credential's lock (see migration 00007).
+-- index and stops at the limit, however large the backlog. It locks both rows of each
+-- credential: a row changed by a transaction that committed after this statement began is
+-- checked again in its new version only if it is locked, so a credential whose write just
+-- committed (a new value, refresh_at an hour away) would otherwise still be taken for due
+-- and fetched again at once (the long campaign found two such second tokens). SKIP LOCKED
+-- never waits, so locking the schedule row here cannot deadlock with a statement that
+-- holds the credential's lock and changes its schedule row (migration 00007).
 WITH due AS (
     SELECT c.account_id, c.kind, c.tenant_id, c.generation, c.value_ciphertext, c.value_key_id,
            c.expires_at, c.refresh_requested_at, c.attempts, s.refresh_at,
@@ -42,7 +46,7 @@ WITH due AS (
       AND (c.claimed_until IS NULL OR c.claimed_until <= coalesce(sqlc.narg('now')::timestamptz, now()))
     ORDER BY s.refresh_at
     LIMIT @max
-    FOR UPDATE OF c SKIP LOCKED
+    FOR UPDATE OF c, s SKIP LOCKED
 )
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
