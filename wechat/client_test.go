@@ -296,24 +296,30 @@ func TestWeComCallsSendDocumentedRequests(t *testing.T) {
 		want      wechat.Token
 	}{
 		{
-			name:      "gettoken",
-			call:      func(c *wechat.Client) (wechat.Token, error) { return c.WeComToken(context.Background(), testCorpID, testSecret) },
+			name: "gettoken",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComToken(context.Background(), testCorpID, testSecret)
+			},
 			answer:    `{"errcode":0,"errmsg":"ok","access_token":"AT-wecom","expires_in":7200}`,
 			wantPath:  "/cgi-bin/gettoken",
 			wantQuery: url.Values{"corpid": {testCorpID}, "corpsecret": {testSecret}},
 			want:      wechat.Token{Value: "AT-wecom", ExpiresIn: 7200 * time.Second},
 		},
 		{
-			name:      "corp jsapi ticket",
-			call:      func(c *wechat.Client) (wechat.Token, error) { return c.WeComJSAPITicket(context.Background(), testAccessToken) },
+			name: "corp jsapi ticket",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComJSAPITicket(context.Background(), testAccessToken)
+			},
 			answer:    `{"errcode":0,"errmsg":"ok","ticket":"T-corp","expires_in":7200}`,
 			wantPath:  "/cgi-bin/get_jsapi_ticket",
 			wantQuery: url.Values{"access_token": {testAccessToken}},
 			want:      wechat.Token{Value: "T-corp", ExpiresIn: 7200 * time.Second},
 		},
 		{
-			name:      "agent_config ticket",
-			call:      func(c *wechat.Client) (wechat.Token, error) { return c.WeComAgentTicket(context.Background(), testAccessToken) },
+			name: "agent_config ticket",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComAgentTicket(context.Background(), testAccessToken)
+			},
 			answer:    `{"errcode":0,"errmsg":"ok","ticket":"T-agent","expires_in":7000}`,
 			wantPath:  "/cgi-bin/ticket/get",
 			wantQuery: url.Values{"access_token": {testAccessToken}, "type": {"agent_config"}},

@@ -32,9 +32,9 @@ func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 		// docs/wechat.md's table, row by row.
 		{-1, "system error", sameOnEveryAPI(wechat.KindTransient)},
 		{40001, "invalid credential, access_token is invalid or not latest", map[string]wechat.Kind{
-			wechat.APIStableToken: wechat.KindConfiguration, // the secret is the credential being checked
-			wechat.APIToken:       wechat.KindConfiguration,
-			wechat.APIGetTicket:   wechat.KindTokenInvalid, // the access token is
+			wechat.APIStableToken:      wechat.KindConfiguration, // the secret is the credential being checked
+			wechat.APIToken:            wechat.KindConfiguration,
+			wechat.APIGetTicket:        wechat.KindTokenInvalid,  // the access token is
 			wechat.APIWeComToken:       wechat.KindConfiguration, // WeCom's wrong corpsecret
 			wechat.APIWeComJSAPITicket: wechat.KindTokenInvalid,
 			wechat.APIWeComAgentTicket: wechat.KindTokenInvalid,
