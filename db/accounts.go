@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db/dbsqlc"
 )
@@ -49,6 +50,9 @@ type NewAccount struct {
 	TokenMode   string         // "stable" (default) or "classic"
 	Tickets     []string       // "jsapi", "wx_card", "agent_config"
 	DailyLimits map[string]int // per-API overrides of WeChat's daily limits
+	// CorpID and AgentID identify a WeCom app (kind wecom_app, where both are required).
+	CorpID  string
+	AgentID int64
 }
 
 // Account is an account as wxhub's services see it: never the secret.
@@ -65,6 +69,27 @@ type Account struct {
 	BaseInfo     json.RawMessage // a JSON object owned by the app servers
 	Settings     Settings
 	CreatedAt    time.Time
+	CorpID       string // a WeCom app's corp, "" for other kinds
+	AgentID      int64  // a WeCom app's agent id, 0 for other kinds
+}
+
+// ErrCorpTicketKept is the conflict of a WeCom app asked to keep its corp's jsapi ticket
+// while another app of the corp keeps it: the ticket is the corp's, and two keepers would
+// kill each other's.
+var ErrCorpTicketKept = fmt.Errorf("%w: another app of this corp keeps the corp's jsapi ticket", ErrConflict)
+
+// conflict maps a unique violation to ErrCorpTicketKept or ErrConflict, and returns other
+// errors unchanged.
+func conflict(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case !isUniqueViolation(err):
+		return err
+	case errors.As(err, &pgErr) && pgErr.ConstraintName == "accounts_corp_jsapi_keeper":
+		return ErrCorpTicketKept
+	default:
+		return ErrConflict
+	}
 }
 
 // CreateAccount adds an account and the empty credential rows it needs, in one transaction:
@@ -87,6 +112,13 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 	if err != nil {
 		return Account{}, fmt.Errorf("create account %s: %w", in.AppID, err)
 	}
+	p := dbsqlc.AccountCreateParams{
+		Appid: in.AppID, Kind: in.Kind, SecretCiphertext: ciphertext, SecretKeyID: &keyID,
+		TokenMode: in.TokenMode, Tickets: in.Tickets, DailyLimits: limits,
+	}
+	if in.CorpID != "" {
+		p.CorpID, p.AgentID = &in.CorpID, &in.AgentID
+	}
 	var row dbsqlc.Account
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -94,13 +126,10 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 		if err != nil {
 			return notFound(err, "tenant "+in.Tenant)
 		}
-		row, err = q.AccountCreate(ctx, dbsqlc.AccountCreateParams{
-			TenantID: tenant.ID, Appid: in.AppID, Kind: in.Kind,
-			SecretCiphertext: ciphertext, SecretKeyID: &keyID,
-			TokenMode: in.TokenMode, Tickets: in.Tickets, DailyLimits: limits,
-		})
+		p.TenantID = tenant.ID
+		row, err = q.AccountCreate(ctx, p)
 		if isUniqueViolation(err) {
-			return ErrConflict
+			return conflict(err)
 		}
 		if err != nil {
 			return err
@@ -128,6 +157,10 @@ func toAccount(row dbsqlc.Account) (Account, error) {
 		Status: row.Status, StatusReason: row.StatusReason, TokenMode: row.TokenMode,
 		Tickets: row.Tickets, BaseInfo: row.BaseInfo, CreatedAt: row.CreatedAt,
 		Settings: Settings{Document: row.Settings, Version: row.SettingsVersion},
+		CorpID:   deref(row.CorpID),
+	}
+	if row.AgentID != nil {
+		a.AgentID = *row.AgentID
 	}
 	if err := json.Unmarshal(row.DailyLimits, &a.DailyLimits); err != nil {
 		return Account{}, fmt.Errorf("account %s: daily limits: %w", row.Appid, err)
@@ -290,7 +323,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) 
 		}
 		if ch.Tickets != nil {
 			if row, err = setTickets(ctx, q, row, *ch.Tickets); err != nil {
-				return err
+				return conflict(err)
 			}
 		}
 		return q.AccountNotify(ctx, a.ID)
