@@ -153,7 +153,7 @@ func (s *Server) registerCredentials() {
 		Description: "Returns appId, timestamp, nonceStr and signature for wx.config on the given page, signed with the account's current jsapi ticket, " +
 			"or with ticket agent_config, for WeCom's wx.agentConfig, with the app's agent_config ticket (same format). A WeCom page passes its corpid " +
 			"(wx.config) or corpid and agentid (wx.agentConfig) as the appId.",
-		Errors:      []int{401, 403, 404, 422, 503},
+		Errors: []int{401, 403, 404, 422, 503},
 	}, func(ctx context.Context, in *JSSDKInput) (*JSSDKOutput, error) {
 		page, err := url.Parse(in.Body.URL)
 		if err != nil || (page.Scheme != "http" && page.Scheme != "https") || page.Host == "" {
