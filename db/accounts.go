@@ -351,7 +351,10 @@ func setTickets(ctx context.Context, q *dbsqlc.Queries, row dbsqlc.Account, tick
 		return row, err
 	}
 	for kind := range want {
-		if _, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: row.TenantID, AccountID: row.ID, Kind: kind}); err != nil {
+		// A ticket the account keeps already has its row: the insert does nothing and
+		// returns none.
+		_, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: row.TenantID, AccountID: row.ID, Kind: kind})
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return row, err
 		}
 	}
@@ -570,6 +573,45 @@ type AccountSecret struct {
 	Kind     string
 	Secret   string
 	TenantID int64
+	CorpID   string   // a WeCom app's corp, "" for other kinds
+	AgentID  int64    // a WeCom app's agent id, 0 for other kinds
+	Tickets  []string // the tickets kept fresh
+}
+
+// accountSecret decrypts the secret of an account row.
+func (s *Store) accountSecret(row dbsqlc.Account) (AccountSecret, error) {
+	secret, err := s.open(row.SecretKeyID, row.SecretCiphertext, secretAD(row.Appid))
+	if err != nil {
+		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", row.Appid, err)
+	}
+	a := AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID,
+		CorpID: deref(row.CorpID), Tickets: row.Tickets}
+	if row.AgentID != nil {
+		a.AgentID = *row.AgentID
+	}
+	return a, nil
+}
+
+// WeComAppSecrets returns the WeCom apps of a corp with their secrets decrypted, for the
+// gateway, which knows a WeCom caller by corp id and corpsecret only. ErrNotFound if the
+// corp has no app.
+func (s *Store) WeComAppSecrets(ctx context.Context, corpID string) ([]AccountSecret, error) {
+	rows, err := s.q.AccountListByCorp(ctx, &corpID)
+	if err != nil {
+		return nil, fmt.Errorf("apps of corp %s: %w", corpID, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("apps of corp %s: %w", corpID, ErrNotFound)
+	}
+	out := make([]AccountSecret, 0, len(rows))
+	for _, r := range rows {
+		a, err := s.accountSecret(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // GetAccountSecret returns one account with its secret decrypted, for the WeChat-compatible
@@ -583,11 +625,7 @@ func (s *Store) GetAccountSecret(ctx context.Context, appid string) (AccountSecr
 	if row.SecretCiphertext == nil {
 		return AccountSecret{}, fmt.Errorf("secret of account %s: none stored: %w", appid, ErrNotFound)
 	}
-	secret, err := s.open(row.SecretKeyID, row.SecretCiphertext, secretAD(row.Appid))
-	if err != nil {
-		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", appid, err)
-	}
-	return AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID}, nil
+	return s.accountSecret(row)
 }
 
 // AccountSecrets lists every account that has a secret, with the secret decrypted, for
@@ -608,11 +646,11 @@ func (s *Store) AccountSecrets(ctx context.Context) ([]AccountSecret, error) {
 			if r.SecretCiphertext == nil {
 				continue
 			}
-			secret, err := s.open(r.SecretKeyID, r.SecretCiphertext, secretAD(r.Appid))
+			a, err := s.accountSecret(r)
 			if err != nil {
-				return nil, fmt.Errorf("secret of account %s: %w", r.Appid, err)
+				return nil, err
 			}
-			out = append(out, AccountSecret{AppID: r.Appid, Kind: r.Kind, Secret: secret, TenantID: r.TenantID})
+			out = append(out, a)
 		}
 	}
 }

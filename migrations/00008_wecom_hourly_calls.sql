@@ -17,6 +17,7 @@ CREATE TABLE upstream_calls_hourly (
 
 COMMENT ON TABLE upstream_calls_hourly IS 'Calls wxhub made per scope (corp:<corp_id> or account:<id>), API and limit window (the clock hour), for WeCom''s hourly ticket limits.';
 COMMENT ON COLUMN upstream_calls_hourly.scope IS 'What the limit counts for: corp:<corp_id> for the corp''s jsapi ticket, account:<id> for an app''s agent_config ticket.';
+COMMENT ON COLUMN upstream_calls_hourly.api IS 'The WeCom API called: wecom_get_jsapi_ticket or wecom_agent_ticket.';
 COMMENT ON COLUMN upstream_calls_hourly.window_start IS 'Start of the window the calls were made in: the clock hour, or a shorter window in tests.';
 COMMENT ON COLUMN upstream_calls_hourly.calls IS 'Calls made in the window: counted by the claim before the call, given back when the claim ended without calling WeCom.';
 COMMENT ON COLUMN upstream_calls_hourly.hourly_limit IS 'The limit wxhub enforced in the window.';

@@ -162,7 +162,8 @@ type UpstreamCall struct {
 type UpstreamCallsHourly struct {
 	// What the limit counts for: corp:<corp_id> for the corp's jsapi ticket, account:<id> for an app's agent_config ticket.
 	Scope string
-	Api   string
+	// The WeCom API called: wecom_get_jsapi_ticket or wecom_agent_ticket.
+	Api string
 	// Start of the window the calls were made in: the clock hour, or a shorter window in tests.
 	WindowStart time.Time
 	// Calls made in the window: counted by the claim before the call, given back when the claim ended without calling WeCom.
