@@ -8,25 +8,34 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"wxhub/wechatsim"
 )
 
-// accountFlags collects repeated --account appid:secret[:kind] flags.
+// accountFlags collects repeated --account appid:secret[:kind] flags, and
+// appid:secret:wecom_app:corpid:agentid for a WeCom app.
 type accountFlags []wechatsim.Account
 
 func (a *accountFlags) String() string { return fmt.Sprintf("%d accounts", len(*a)) }
 
 func (a *accountFlags) Set(v string) error {
 	parts := strings.Split(v, ":")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return errors.New("want appid:secret or appid:secret:kind")
+	if len(parts) < 2 || len(parts) > 5 || len(parts) == 4 || parts[0] == "" || parts[1] == "" {
+		return errors.New("want appid:secret, appid:secret:kind or appid:secret:wecom_app:corpid:agentid")
 	}
 	acct := wechatsim.Account{AppID: parts[0], Secret: parts[1]}
-	if len(parts) == 3 {
+	if len(parts) >= 3 {
 		acct.Kind = parts[2]
+	}
+	if len(parts) == 5 {
+		agentID, err := strconv.ParseInt(parts[4], 10, 64)
+		if acct.Kind != wechatsim.KindWeComApp || parts[3] == "" || err != nil || agentID <= 0 {
+			return errors.New("want appid:secret:wecom_app:corpid:agentid, agentid a positive number")
+		}
+		acct.CorpID, acct.AgentID = parts[3], agentID
 	}
 	*a = append(*a, acct)
 	return nil
@@ -39,7 +48,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	overlap := fs.Duration("overlap", 300*time.Second, "how long a superseded token keeps working (shorter than --token-ttl)")
 	survivors := fs.Int("classic-survivors", wechatsim.DefaultClassicSurvivors, "how many superseded classic tokens (and tickets of a type) stay alive beside the current one; a fetch that would leave more kills the oldest at once")
 	var accounts accountFlags
-	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind] (repeatable)")
+	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind], or appid:secret:wecom_app:corpid:agentid (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub sim [flags]")
 		fs.PrintDefaults()
