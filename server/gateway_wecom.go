@@ -156,6 +156,18 @@ func (g *Gateway) loadCorp(ctx context.Context, corpID string, now time.Time) (w
 	return c, nil
 }
 
+// corp returns what the gateway keeps of a corp, read again once older than the secrets'
+// trust period.
+func (g *Gateway) corp(ctx context.Context, corpID string) (wecomCorp, error) {
+	now := time.Now()
+	if v, ok := g.corps.Load(corpID); ok {
+		if c := v.(wecomCorp); now.Sub(c.loadedAt) < g.secretTTL() {
+			return c, nil
+		}
+	}
+	return g.loadCorp(ctx, corpID, now)
+}
+
 // wecomCaller is caller for WeCom's ticket endpoints: the token must be a WeCom token this
 // node handed out, and an unknown one is WeCom's 40014.
 func (g *Gateway) wecomCaller(r *http.Request) (context.Context, handedToken, error) {
@@ -182,7 +194,7 @@ func (g *Gateway) serveWeComCorpTicket(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	c, err := g.loadCorp(ctx, h.corpID, time.Now())
+	c, err := g.corp(ctx, h.corpID)
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
