@@ -525,10 +525,15 @@ func (c CachedCredential) Promise(overlap time.Duration) time.Time {
 	return PromisedUntil(c.ExpiresAt, replaceNotBefore, c.Rotates, overlap)
 }
 
-// QuotaSpent reports whether the credential waits for the next quota day: WeChat answered
-// 45009 or wxhub's own guard stopped the calls, and no attempt comes before now.
+// QuotaSpent reports whether the credential waits for the next quota day (or, for WeCom's
+// tickets, hour): WeChat answered 45009 or wxhub's own guard stopped the calls, and no
+// attempt comes before now.
 func (c CachedCredential) QuotaSpent(now time.Time) bool {
-	return (c.LastErrorCode == 45009 || c.LastErrorCode == CodeQuotaGuard) && c.RefreshAt != nil && c.RefreshAt.After(now)
+	switch c.LastErrorCode {
+	case 45009, CodeQuotaGuard, CodeHourlyGuard:
+		return c.RefreshAt != nil && c.RefreshAt.After(now)
+	}
+	return false
 }
 
 // PromisedUntil is how long a client may rely on a value: its expiry, and for a value whose
