@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db/dbsqlc"
 )
@@ -49,6 +50,9 @@ type NewAccount struct {
 	TokenMode   string         // "stable" (default) or "classic"
 	Tickets     []string       // "jsapi", "wx_card", "agent_config"
 	DailyLimits map[string]int // per-API overrides of WeChat's daily limits
+	// CorpID and AgentID identify a WeCom app (kind wecom_app, where both are required).
+	CorpID  string
+	AgentID int64
 }
 
 // Account is an account as wxhub's services see it: never the secret.
@@ -65,6 +69,27 @@ type Account struct {
 	BaseInfo     json.RawMessage // a JSON object owned by the app servers
 	Settings     Settings
 	CreatedAt    time.Time
+	CorpID       string // a WeCom app's corp, "" for other kinds
+	AgentID      int64  // a WeCom app's agent id, 0 for other kinds
+}
+
+// ErrCorpTicketKept is the conflict of a WeCom app asked to keep its corp's jsapi ticket
+// while another app of the corp keeps it: the ticket is the corp's, and two keepers would
+// kill each other's.
+var ErrCorpTicketKept = fmt.Errorf("%w: another app of this corp keeps the corp's jsapi ticket", ErrConflict)
+
+// conflict maps a unique violation to ErrCorpTicketKept or ErrConflict, and returns other
+// errors unchanged.
+func conflict(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case !isUniqueViolation(err):
+		return err
+	case errors.As(err, &pgErr) && pgErr.ConstraintName == "accounts_corp_jsapi_keeper":
+		return ErrCorpTicketKept
+	default:
+		return ErrConflict
+	}
 }
 
 // CreateAccount adds an account and the empty credential rows it needs, in one transaction:
@@ -87,6 +112,13 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 	if err != nil {
 		return Account{}, fmt.Errorf("create account %s: %w", in.AppID, err)
 	}
+	p := dbsqlc.AccountCreateParams{
+		Appid: in.AppID, Kind: in.Kind, SecretCiphertext: ciphertext, SecretKeyID: &keyID,
+		TokenMode: in.TokenMode, Tickets: in.Tickets, DailyLimits: limits,
+	}
+	if in.CorpID != "" {
+		p.CorpID, p.AgentID = &in.CorpID, &in.AgentID
+	}
 	var row dbsqlc.Account
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -94,13 +126,10 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 		if err != nil {
 			return notFound(err, "tenant "+in.Tenant)
 		}
-		row, err = q.AccountCreate(ctx, dbsqlc.AccountCreateParams{
-			TenantID: tenant.ID, Appid: in.AppID, Kind: in.Kind,
-			SecretCiphertext: ciphertext, SecretKeyID: &keyID,
-			TokenMode: in.TokenMode, Tickets: in.Tickets, DailyLimits: limits,
-		})
+		p.TenantID = tenant.ID
+		row, err = q.AccountCreate(ctx, p)
 		if isUniqueViolation(err) {
-			return ErrConflict
+			return conflict(err)
 		}
 		if err != nil {
 			return err
@@ -128,6 +157,10 @@ func toAccount(row dbsqlc.Account) (Account, error) {
 		Status: row.Status, StatusReason: row.StatusReason, TokenMode: row.TokenMode,
 		Tickets: row.Tickets, BaseInfo: row.BaseInfo, CreatedAt: row.CreatedAt,
 		Settings: Settings{Document: row.Settings, Version: row.SettingsVersion},
+		CorpID:   deref(row.CorpID),
+	}
+	if row.AgentID != nil {
+		a.AgentID = *row.AgentID
 	}
 	if err := json.Unmarshal(row.DailyLimits, &a.DailyLimits); err != nil {
 		return Account{}, fmt.Errorf("account %s: daily limits: %w", row.Appid, err)
@@ -290,7 +323,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a Account, ch AccountChange) 
 		}
 		if ch.Tickets != nil {
 			if row, err = setTickets(ctx, q, row, *ch.Tickets); err != nil {
-				return err
+				return conflict(err)
 			}
 		}
 		return q.AccountNotify(ctx, a.ID)
@@ -318,7 +351,10 @@ func setTickets(ctx context.Context, q *dbsqlc.Queries, row dbsqlc.Account, tick
 		return row, err
 	}
 	for kind := range want {
-		if _, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: row.TenantID, AccountID: row.ID, Kind: kind}); err != nil {
+		// A ticket the account keeps already has its row: the insert does nothing and
+		// returns none.
+		_, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: row.TenantID, AccountID: row.ID, Kind: kind})
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return row, err
 		}
 	}
@@ -489,10 +525,15 @@ func (c CachedCredential) Promise(overlap time.Duration) time.Time {
 	return PromisedUntil(c.ExpiresAt, replaceNotBefore, c.Rotates, overlap)
 }
 
-// QuotaSpent reports whether the credential waits for the next quota day: WeChat answered
-// 45009 or wxhub's own guard stopped the calls, and no attempt comes before now.
+// QuotaSpent reports whether the credential waits for the next quota day (or, for WeCom's
+// tickets, hour): WeChat answered 45009 or wxhub's own guard stopped the calls, and no
+// attempt comes before now.
 func (c CachedCredential) QuotaSpent(now time.Time) bool {
-	return (c.LastErrorCode == 45009 || c.LastErrorCode == CodeQuotaGuard) && c.RefreshAt != nil && c.RefreshAt.After(now)
+	switch c.LastErrorCode {
+	case 45009, CodeQuotaGuard, CodeHourlyGuard:
+		return c.RefreshAt != nil && c.RefreshAt.After(now)
+	}
+	return false
 }
 
 // PromisedUntil is how long a client may rely on a value: its expiry, and for a value whose
@@ -537,6 +578,45 @@ type AccountSecret struct {
 	Kind     string
 	Secret   string
 	TenantID int64
+	CorpID   string   // a WeCom app's corp, "" for other kinds
+	AgentID  int64    // a WeCom app's agent id, 0 for other kinds
+	Tickets  []string // the tickets kept fresh
+}
+
+// accountSecret decrypts the secret of an account row.
+func (s *Store) accountSecret(row dbsqlc.Account) (AccountSecret, error) {
+	secret, err := s.open(row.SecretKeyID, row.SecretCiphertext, secretAD(row.Appid))
+	if err != nil {
+		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", row.Appid, err)
+	}
+	a := AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID,
+		CorpID: deref(row.CorpID), Tickets: row.Tickets}
+	if row.AgentID != nil {
+		a.AgentID = *row.AgentID
+	}
+	return a, nil
+}
+
+// WeComAppSecrets returns the WeCom apps of a corp with their secrets decrypted, for the
+// gateway, which knows a WeCom caller by corp id and corpsecret only. ErrNotFound if the
+// corp has no app.
+func (s *Store) WeComAppSecrets(ctx context.Context, corpID string) ([]AccountSecret, error) {
+	rows, err := s.q.AccountListByCorp(ctx, &corpID)
+	if err != nil {
+		return nil, fmt.Errorf("apps of corp %s: %w", corpID, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("apps of corp %s: %w", corpID, ErrNotFound)
+	}
+	out := make([]AccountSecret, 0, len(rows))
+	for _, r := range rows {
+		a, err := s.accountSecret(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // GetAccountSecret returns one account with its secret decrypted, for the WeChat-compatible
@@ -550,11 +630,7 @@ func (s *Store) GetAccountSecret(ctx context.Context, appid string) (AccountSecr
 	if row.SecretCiphertext == nil {
 		return AccountSecret{}, fmt.Errorf("secret of account %s: none stored: %w", appid, ErrNotFound)
 	}
-	secret, err := s.open(row.SecretKeyID, row.SecretCiphertext, secretAD(row.Appid))
-	if err != nil {
-		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", appid, err)
-	}
-	return AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID}, nil
+	return s.accountSecret(row)
 }
 
 // AccountSecrets lists every account that has a secret, with the secret decrypted, for
@@ -575,11 +651,11 @@ func (s *Store) AccountSecrets(ctx context.Context) ([]AccountSecret, error) {
 			if r.SecretCiphertext == nil {
 				continue
 			}
-			secret, err := s.open(r.SecretKeyID, r.SecretCiphertext, secretAD(r.Appid))
+			a, err := s.accountSecret(r)
 			if err != nil {
-				return nil, fmt.Errorf("secret of account %s: %w", r.Appid, err)
+				return nil, err
 			}
-			out = append(out, AccountSecret{AppID: r.Appid, Kind: r.Kind, Secret: secret, TenantID: r.TenantID})
+			out = append(out, a)
 		}
 	}
 }

@@ -29,7 +29,9 @@ var ErrClaimLost = errors.New("claim no longer held")
 // Due describes a due credential before it is claimed, so the caller can say which WeChat
 // API refreshes it and what that API's daily limit is.
 type Due struct {
+	AccountID   int64
 	AppID       string
+	CorpID      string // a WeCom app's corp, "" for other kinds
 	AccountKind string
 	Kind        string
 	TokenMode   string
@@ -44,6 +46,12 @@ type Plan struct {
 	API        string
 	DailyLimit int
 	Rotates    bool
+	// HourlyScope and HourlyLimit, when HourlyLimit is positive, count the call in the
+	// hourly ledger too (WeCom's tickets): at most HourlyLimit calls of API per window for
+	// the scope (corp:<corp_id> or account:<id>). A scope appears in at most one
+	// credential's plan of a claim round; a second one waits for the next round.
+	HourlyScope string
+	HourlyLimit int
 }
 
 // ClaimRequest says how many credentials to claim and for how long.
@@ -63,6 +71,9 @@ type ClaimRequest struct {
 	// not finish is not fetched again before that, so no call of the lapsed claim can land
 	// after the new one and kill the value it stores.
 	CallBound time.Duration
+	// HourlyWindow is the window of the hourly ledger [1h]: the clock hour in service,
+	// shorter in tests.
+	HourlyWindow time.Duration
 }
 
 // Claim is a credential leased to one worker, with what refreshing it needs, decrypted.
@@ -92,6 +103,12 @@ type Claim struct {
 	ClaimedAt time.Time
 	// QuotaDay is the quota day (China time) on which the claim counted its call to API.
 	QuotaDay time.Time
+	// CorpID is a WeCom app's corp, "" for other kinds.
+	CorpID string
+	// HourlyScope, when set, is the hourly ledger's scope the claim counted its call in, in
+	// the window starting at HourlyWindow.
+	HourlyScope  string
+	HourlyWindow time.Time
 	// OpenErr is set when a secret or value did not decrypt; the claim then cannot be
 	// refreshed and the caller records the failure.
 	OpenErr error
@@ -103,6 +120,9 @@ type ClaimResult struct {
 	// OverQuota lists the appids whose due credential was parked until the next quota day
 	// because its API has no calls left today.
 	OverQuota []string
+	// OverHourly lists the appids whose due credential was parked until the hourly ledger's
+	// next window because its scope has no calls left in this one.
+	OverHourly []string
 }
 
 // ClaimDue claims due credentials in one transaction: it locks due rows (skipping those other
@@ -113,6 +133,7 @@ type ClaimResult struct {
 func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	began := time.Now()
 	var result ClaimResult
+	var hourlyCounted map[string]dbsqlc.UpstreamCallsHourlyCountRow
 	var picked []dbsqlc.CredentialLockDueRow
 	var claimed []dbsqlc.CredentialClaimRow
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -170,7 +191,7 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 			if err := json.Unmarshal(d.DailyLimits, &limits); err != nil {
 				return fmt.Errorf("account %s: daily limits: %w", d.Appid, err)
 			}
-			plan, err := req.Plan(Due{AppID: d.Appid, AccountKind: d.AccountKind, Kind: d.Kind,
+			plan, err := req.Plan(Due{AccountID: d.AccountID, AppID: d.Appid, CorpID: deref(d.CorpID), AccountKind: d.AccountKind, Kind: d.Kind,
 				TokenMode: d.TokenMode, DailyLimits: limits, Requested: d.RefreshRequestedAt != nil})
 			if err != nil {
 				// Left due, it would stand at the head of every claim and starve the rest.
@@ -203,8 +224,13 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 				held[claimKey(r.AccountID, r.Kind)] = r.Held
 			}
 		}
+		hourly, err := countHourly(ctx, q, req, order, held, byKey, plans)
+		if err != nil {
+			return err
+		}
+		result.OverHourly, hourlyCounted = hourly.over, hourly.counted
 		for _, key := range order {
-			if held[key] {
+			if held[key] || hourly.refused[key] {
 				continue
 			}
 			d, plan := byKey[key], plans[key]
@@ -225,7 +251,14 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 		var overIDs []int64
 		var overKinds []string
 		for _, c := range claimed {
-			d := byKey[claimKey(c.AccountID, c.Kind)]
+			key := claimKey(c.AccountID, c.Kind)
+			d := byKey[key]
+			if !c.Claimed {
+				// Not called after all: the hourly count is given back.
+				if err := hourly.refund(ctx, q, key); err != nil {
+					return err
+				}
+			}
 			switch {
 			case c.Claimed:
 				picked = append(picked, d)
@@ -254,6 +287,9 @@ func (s *Store) ClaimDue(ctx context.Context, req ClaimRequest) (ClaimResult, er
 		c := seqs[claimKey(d.AccountID, d.Kind)]
 		cl := s.toClaim(d, c)
 		cl.ClaimedAt = began
+		if h, ok := hourlyCounted[claimKey(d.AccountID, d.Kind)]; ok {
+			cl.HourlyScope, cl.HourlyWindow = h.Scope, h.WindowStart
+		}
 		result.Claims = append(result.Claims, cl)
 	}
 	return result, nil
@@ -263,6 +299,7 @@ func claimKey(accountID int64, kind string) string { return fmt.Sprintf("%d/%s",
 
 func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimRow) Claim {
 	cl := Claim{
+		CorpID:    deref(d.CorpID),
 		AccountID: d.AccountID, TenantID: d.TenantID, AppID: d.Appid, AccountKind: d.AccountKind,
 		Kind: d.Kind, TokenMode: d.TokenMode, API: c.Api, ClaimSeq: c.ClaimSeq,
 		Generation: d.Generation, ExpiresAt: d.ExpiresAt, Requested: d.RefreshRequestedAt != nil,
@@ -440,6 +477,13 @@ func (s *Store) RecordFailure(ctx context.Context, c Claim, f Failure) error {
 			}); err != nil {
 				return err
 			}
+			if c.HourlyScope != "" {
+				if _, err := q.UpstreamCallsHourlyRefund(ctx, dbsqlc.UpstreamCallsHourlyRefundParams{
+					Scope: c.HourlyScope, Api: c.API, WindowStart: c.HourlyWindow,
+				}); err != nil {
+					return err
+				}
+			}
 		}
 		if lost || f.AccountStatus == "" {
 			return nil
@@ -493,11 +537,16 @@ func (s *Store) CountDue(ctx context.Context) (int64, error) {
 }
 
 // PruneQuotaLedger deletes the quota ledger's days more than keepDays before the current
-// quota day, and returns how many rows went.
+// quota day, and the hourly ledger's windows older than keepDays, and returns how many rows
+// went.
 func (s *Store) PruneQuotaLedger(ctx context.Context, keepDays int) (int64, error) {
 	n, err := s.q.UpstreamCallsPrune(ctx, int32(keepDays))
 	if err != nil {
 		return 0, fmt.Errorf("prune the quota ledger: %w", err)
 	}
-	return n, nil
+	h, err := s.q.UpstreamCallsHourlyPrune(ctx, int32(keepDays*24))
+	if err != nil {
+		return n, fmt.Errorf("prune the hourly ledger: %w", err)
+	}
+	return n + h, nil
 }

@@ -107,3 +107,12 @@ UPDATE accounts
 SET tickets = @tickets::text[], updated_at = now()
 WHERE id = @id
 RETURNING *;
+
+-- name: AccountListByCorp :many
+-- AccountListByCorp lists the WeCom apps of a corp, for the gateway, which knows a WeCom
+-- caller by corp id and corpsecret only.
+SELECT *
+FROM accounts
+WHERE corp_id = @corp_id
+  AND kind = 'wecom_app'
+ORDER BY agent_id;

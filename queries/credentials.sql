@@ -51,7 +51,7 @@ WITH due AS (
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
-       a.secret_ciphertext, a.secret_key_id,
+       a.corp_id, a.secret_ciphertext, a.secret_key_id,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
        t.generation AS token_generation
 FROM due
@@ -192,6 +192,31 @@ WITH next_day AS (
 UPDATE credential_schedule s
 SET refresh_at = next_day.at + make_interval(secs => random() * @jitter_seconds::float8)
 FROM deferred, next_day
+WHERE s.account_id = deferred.account_id
+  AND s.kind = deferred.kind;
+
+-- name: CredentialDeferToNextWindow :exec
+-- CredentialDeferToNextWindow parks credentials whose API has no calls left in the hourly
+-- ledger's current window (see UpstreamCallsHourlyCount) until shortly after the next
+-- window starts, and says why.
+WITH next_window AS (
+    SELECT to_timestamp((floor(extract(epoch FROM coalesce(sqlc.narg('now')::timestamptz, now())) / @window_seconds::float8) + 1)
+                        * @window_seconds::float8) AS at
+), deferred AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL THEN next_window.at ELSE c.replace_not_before END,
+        last_error_code = @error_code::int,
+        last_error_message = @message::text
+    FROM next_window, credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest(@account_ids::bigint[]), unnest(@kinds::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+    RETURNING c.account_id, c.kind
+)
+UPDATE credential_schedule s
+SET refresh_at = next_window.at + make_interval(secs => random() * @jitter_seconds::float8)
+FROM deferred, next_window
 WHERE s.account_id = deferred.account_id
   AND s.kind = deferred.kind;
 

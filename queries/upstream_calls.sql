@@ -25,3 +25,42 @@ WHERE account_id = @account_id
   AND api = @api
   AND day = @day
   AND calls > 0;
+
+-- name: UpstreamCallsHourlyCount :many
+-- UpstreamCallsHourlyCount is a step of a claim: it counts one call per input row in the
+-- hourly ledger's current window, unless that would pass the row's limit, and returns the
+-- rows it counted with their window. The window is the database's time truncated to
+-- window_seconds since the epoch (the clock hour for 3600). A scope and API appear at most
+-- once in the input.
+WITH input AS (
+    SELECT unnest(@scopes::text[]) AS scope, unnest(@apis::text[]) AS api,
+           unnest(@hourly_limits::int[]) AS hourly_limit
+), win AS (
+    SELECT to_timestamp(floor(extract(epoch FROM coalesce(sqlc.narg('now')::timestamptz, now())) / @window_seconds::float8)
+                        * @window_seconds::float8) AS start
+)
+INSERT INTO upstream_calls_hourly AS u (scope, api, window_start, calls, hourly_limit)
+SELECT input.scope, input.api, win.start, 1, input.hourly_limit
+FROM input, win
+WHERE input.hourly_limit > 0
+ON CONFLICT (scope, api, window_start) DO UPDATE
+    SET calls = u.calls + 1, hourly_limit = excluded.hourly_limit
+    WHERE u.calls < excluded.hourly_limit
+RETURNING u.scope, u.api, u.window_start;
+
+-- name: UpstreamCallsHourlyRefund :execrows
+-- UpstreamCallsHourlyRefund gives back a call counted in the hourly ledger by a claim that
+-- did not call: it was not claimed after all (busy, over the daily limit), or it ended
+-- before calling WeCom.
+UPDATE upstream_calls_hourly
+SET calls = calls - 1
+WHERE scope = @scope
+  AND api = @api
+  AND window_start = @window_start
+  AND calls > 0;
+
+-- name: UpstreamCallsHourlyPrune :execrows
+-- UpstreamCallsHourlyPrune deletes the hourly ledger's windows that began before the
+-- retention: only the current window decides anything.
+DELETE FROM upstream_calls_hourly
+WHERE window_start < now() - make_interval(hours => @keep_hours::int);

@@ -30,6 +30,8 @@ type AccountBody struct {
 	DailyLimits  map[string]int `json:"daily_limits" doc:"Per-API daily call limits overriding WeChat's defaults."`
 	BaseInfo     map[string]any `json:"base_info" doc:"Base information of the account (name, avatar, ...) as app servers stored it."`
 	CreatedAt    time.Time      `json:"created_at"`
+	CorpID       string         `json:"corp_id,omitempty" doc:"A WeCom app's corp id."`
+	AgentID      int64          `json:"agent_id,omitempty" doc:"A WeCom app's agent id."`
 }
 
 // CredentialStateBody is the freshness of one credential: never its value.
@@ -60,11 +62,13 @@ type appidPath struct {
 type CreateAccountInput struct {
 	Body struct {
 		AppID       string         `json:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The WeChat appid." example:"wx0000000000000001"`
-		Kind        string         `json:"kind" enum:"official_account,mini_program" doc:"The kinds wxhub refreshes today."`
-		Secret      string         `json:"secret" minLength:"1" maxLength:"256" doc:"The AppSecret; stored encrypted, never returned."`
+		Kind        string         `json:"kind" enum:"official_account,mini_program,wecom_app" doc:"The kinds wxhub refreshes today. A wecom_app's appid is an identifier chosen here; WeCom knows it by corp_id and agent_id."`
+		Secret      string         `json:"secret" minLength:"1" maxLength:"256" doc:"The AppSecret (a WeCom app's corpsecret); stored encrypted, never returned."`
+		CorpID      string         `json:"corp_id,omitempty" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"A wecom_app's corp id (required for wecom_app, refused for other kinds)."`
+		AgentID     int64          `json:"agent_id,omitempty" minimum:"1" doc:"A wecom_app's agent id (required for wecom_app, refused for other kinds)."`
 		Tenant      string         `json:"tenant" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"The owning tenant's name." example:"demo"`
 		TokenMode   string         `json:"token_mode,omitempty" enum:"stable,classic" default:"stable" doc:"stable_token (idempotent, preferred) or the classic cgi-bin/token."`
-		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card" doc:"Tickets to keep fresh."`
+		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card,agent_config" doc:"Tickets to keep fresh: jsapi and wx_card for official accounts and mini programs; jsapi (the corp's ticket, kept by one app of the corp; 409 if another keeps it) and agent_config for a wecom_app."`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account. Keys are WeChat API names (lowercase letters and _), values at least 0."`
 	}
 }
@@ -97,7 +101,7 @@ type UpdateAccountInput struct {
 		TokenMode   *string        `json:"token_mode,omitempty" enum:"stable,classic"`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Replaces the per-API limits."`
 		BaseInfo    map[string]any `json:"base_info,omitempty" doc:"Replaces the base information document."`
-		Tickets     *[]string      `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card" doc:"Replaces the tickets kept fresh ([] for none): a new one is fetched at once, a dropped one deleted."`
+		Tickets     *[]string      `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card,agent_config" doc:"Replaces the tickets kept fresh ([] for none): a new one is fetched at once, a dropped one deleted. Which tickets a kind may keep is as on creation."`
 		Tenant      *string        `json:"tenant,omitempty" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"Moves the account to this tenant; its credentials and quota ledger follow, and the old tenant's keys no longer see it."`
 	}
 }
@@ -137,13 +141,22 @@ func (s *Server) registerAccounts() {
 		if err := checkLimits(in.Body.DailyLimits); err != nil {
 			return nil, err
 		}
+		if err := checkWeCom(in.Body.Kind, in.Body.CorpID, in.Body.AgentID); err != nil {
+			return nil, err
+		}
+		if err := checkTickets(in.Body.Kind, in.Body.Tickets); err != nil {
+			return nil, err
+		}
 		a, err := s.store.CreateAccount(ctx, db.NewAccount{
 			Tenant: in.Body.Tenant, AppID: in.Body.AppID, Kind: in.Body.Kind, Secret: in.Body.Secret,
 			TokenMode: in.Body.TokenMode, Tickets: in.Body.Tickets, DailyLimits: in.Body.DailyLimits,
+			CorpID: in.Body.CorpID, AgentID: in.Body.AgentID,
 		})
 		switch {
+		case errors.Is(err, db.ErrCorpTicketKept):
+			err = huma.Error409Conflict("another app of this corp keeps the corp's jsapi ticket; ask that app for it")
 		case errors.Is(err, db.ErrConflict):
-			err = huma.Error409Conflict("an account with this appid exists")
+			err = huma.Error409Conflict("an account with this appid, or this corp's agent, exists")
 		case errors.Is(err, db.ErrNotFound):
 			err = huma.Error404NotFound("no such tenant")
 		case err != nil:
@@ -238,6 +251,11 @@ func (s *Server) registerAccounts() {
 		if err != nil {
 			return nil, err
 		}
+		if in.Body.Tickets != nil {
+			if err := checkTickets(a.Kind, *in.Body.Tickets); err != nil {
+				return nil, err
+			}
+		}
 		change := db.AccountChange{Secret: in.Body.Secret, TokenMode: in.Body.TokenMode, DailyLimits: in.Body.DailyLimits,
 			Tickets: in.Body.Tickets, Tenant: in.Body.Tenant}
 		if in.Body.BaseInfo != nil {
@@ -259,6 +277,8 @@ func (s *Server) registerAccounts() {
 		switch {
 		case errors.Is(err, db.ErrNotFound) && in.Body.Tenant != nil:
 			err = huma.Error422UnprocessableEntity("no tenant is named " + *in.Body.Tenant)
+		case errors.Is(err, db.ErrCorpTicketKept):
+			err = huma.Error409Conflict("another app of this corp keeps the corp's jsapi ticket; ask that app for it")
 		case errors.As(err, &pgErr) && pgErr.Code == "23503":
 			err = huma.Error409Conflict("the account cannot move alone: a third-party platform and its authorizers belong to one tenant")
 		case err != nil:
@@ -420,7 +440,8 @@ func accountBody(a db.Account, tenant string) AccountBody {
 	base := map[string]any{}
 	_ = json.Unmarshal(a.BaseInfo, &base) // the column is a JSON object by constraint
 	return AccountBody{AppID: a.AppID, Kind: a.Kind, Tenant: tenant, Status: a.Status, StatusReason: a.StatusReason,
-		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, BaseInfo: base, CreatedAt: a.CreatedAt}
+		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, BaseInfo: base, CreatedAt: a.CreatedAt,
+		CorpID: a.CorpID, AgentID: a.AgentID}
 }
 
 // tenantNames maps tenant ids to names. Tenants are few; the account endpoints (not the
@@ -524,6 +545,26 @@ func parseETag(v string) (int64, error) {
 		return 0, errors.New("not a version")
 	}
 	return n, nil
+}
+
+// checkWeCom requires corp_id and agent_id of a wecom_app and refuses them for other kinds.
+func checkWeCom(kind, corpID string, agentID int64) error {
+	wecom := kind == "wecom_app"
+	if wecom != (corpID != "") || wecom != (agentID != 0) {
+		return huma.Error422UnprocessableEntity("corp_id and agent_id are required for kind wecom_app and refused for other kinds")
+	}
+	return nil
+}
+
+// checkTickets refuses tickets the account's kind has not: wx_card is WeChat's, agent_config
+// WeCom's.
+func checkTickets(kind string, tickets []string) error {
+	for _, t := range tickets {
+		if (t == "agent_config") != (kind == "wecom_app") && t != "jsapi" {
+			return huma.Error422UnprocessableEntity(fmt.Sprintf("a %s account cannot keep a %s ticket", kind, t))
+		}
+	}
+	return nil
 }
 
 var apiName = regexp.MustCompile(`^[a-z_]{1,64}$`)

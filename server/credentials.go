@@ -75,6 +75,9 @@ type JSSDKInput struct {
 	AppID string `path:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The account's appid."`
 	Body  struct {
 		URL string `json:"url" minLength:"1" maxLength:"4096" format:"uri" doc:"The full URL of the page calling wx.config; anything after # is dropped." example:"https://example.com/page?x=1"`
+		// Ticket picks the ticket that signs: WeCom's wx.agentConfig is signed with the app's
+		// agent_config ticket in the same format.
+		Ticket string `json:"ticket,omitempty" enum:"jsapi,agent_config" default:"jsapi" doc:"The ticket that signs: jsapi for wx.config (for a WeCom app the corp's jsapi ticket, kept by one app of the corp), agent_config for WeCom's wx.agentConfig."`
 	}
 }
 
@@ -147,14 +150,20 @@ func (s *Server) registerCredentials() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "create-jssdk-config", Method: http.MethodPost, Path: "/v1/accounts/{appid}/jssdk-config",
 		Summary: "Sign a JS-SDK configuration", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
-		Description: "Returns appId, timestamp, nonceStr and signature for wx.config on the given page, signed with the account's current jsapi ticket.",
-		Errors:      []int{401, 403, 404, 422, 503},
+		Description: "Returns appId, timestamp, nonceStr and signature for wx.config on the given page, signed with the account's current jsapi ticket, " +
+			"or with ticket agent_config, for WeCom's wx.agentConfig, with the app's agent_config ticket (same format). A WeCom page passes its corpid " +
+			"(wx.config) or corpid and agentid (wx.agentConfig) as the appId.",
+		Errors: []int{401, 403, 404, 422, 503},
 	}, func(ctx context.Context, in *JSSDKInput) (*JSSDKOutput, error) {
 		page, err := url.Parse(in.Body.URL)
 		if err != nil || (page.Scheme != "http" && page.Scheme != "https") || page.Host == "" {
 			return nil, huma.Error422UnprocessableEntity("url must be an absolute http or https URL")
 		}
-		cred, err := s.credential(ctx, in.AppID, "jsapi_ticket", 0)
+		ticket := in.Body.Ticket
+		if ticket == "" {
+			ticket = "jsapi"
+		}
+		cred, err := s.credential(ctx, in.AppID, ticketKinds[ticket], 0)
 		if err != nil {
 			return nil, err
 		}

@@ -55,6 +55,7 @@ const (
 	wxInvalidCredential  = 40001
 	wxInvalidGrantType   = 40002
 	wxInvalidAppID       = 40013
+	wxInvalidAccessToken = 40014
 	wxInvalidArgs        = 40097
 	wxInvalidSecret      = 40125
 	wxMissingAccessToken = 41001
@@ -75,6 +76,7 @@ var wxMessages = map[int]string{
 	wxInvalidCredential:  "invalid credential, access_token is invalid or not latest",
 	wxInvalidGrantType:   "invalid grant_type",
 	wxInvalidAppID:       "invalid appid",
+	wxInvalidAccessToken: "invalid access_token",
 	wxInvalidArgs:        "invalid args",
 	wxInvalidSecret:      "invalid appsecret",
 	wxMissingAccessToken: "access_token missing",
@@ -128,6 +130,8 @@ const (
 	classTicket      = "ticket"
 	classProxy       = "proxy"
 	classUnsupported = "unsupported"
+	classWeComToken  = "wecom_token"
+	classWeComTicket = "wecom_ticket"
 )
 
 // gatewayRoute is one path the gateway answers itself.
@@ -148,6 +152,7 @@ type Gateway struct {
 	// allow testing guesses against them offline.
 	salt    [32]byte
 	secrets sync.Map // appid → secretEntry
+	corps   sync.Map // WeCom corp id → wecomCorp
 	handed  sync.Map // tokenHash → handedToken
 	metrics gatewayMetrics
 }
@@ -169,6 +174,7 @@ type handedToken struct {
 	appid    string
 	tenantID int64
 	until    time.Time
+	corpID   string // set for a WeCom app's token
 }
 
 type gatewayMetrics struct {
@@ -199,7 +205,7 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 	g.metrics = gatewayMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxhub_gateway_requests_total",
-			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
+			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, wecom_token, wecom_ticket, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
 		}, []string{"path", "outcome"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wxhub_gateway_retries_total",
@@ -213,23 +219,22 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 	g.proxy = g.newProxy(cfg.Transport)
-	unsupported := gatewayRoute{classUnsupported, g.unsupported}
 	g.routes = map[string]gatewayRoute{
 		"/cgi-bin/token":            {classToken, g.serveToken},
 		"/cgi-bin/stable_token":     {classStableToken, g.serveStableToken},
 		"/cgi-bin/ticket/getticket": {classTicket, g.serveTicket},
-		// WeCom (issue 13). Its host is qyapi.weixin.qq.com, but an SDK pointed at the gateway
-		// sends these paths here; they must not reach the proxy.
-		"/cgi-bin/gettoken":         unsupported,
-		"/cgi-bin/get_jsapi_ticket": unsupported,
-		"/cgi-bin/ticket/get":       unsupported,
+		// WeCom: its host is qyapi.weixin.qq.com, but an SDK pointed at the gateway sends these
+		// paths here (gateway_wecom.go). They never reach the proxy.
+		"/cgi-bin/gettoken":         {classWeComToken, g.serveWeComToken},
+		"/cgi-bin/get_jsapi_ticket": {classWeComTicket, g.serveWeComCorpTicket},
+		"/cgi-bin/ticket/get":       {classWeComTicket, g.serveWeComAgentTicket},
 	}
 	s.gateway.Store(g)
 	return g, nil
 }
 
-// Handler serves the gateway: token and ticket endpoints, the not yet supported WeCom and
-// component token endpoints, and the proxy for every other path.
+// Handler serves the gateway: WeChat's and WeCom's token and ticket endpoints, the not yet
+// supported component token endpoints, and the proxy for every other path.
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route, ok := g.routes[r.URL.Path]
@@ -262,9 +267,9 @@ func writeWeChat(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// unsupported answers the WeCom and component token endpoints, which come with issue 13.
+// unsupported answers the component token endpoints, which come with issue 13.
 func (g *Gateway) unsupported(http.ResponseWriter, *http.Request) error {
-	return wxErr(wxAPIUnauthorized, "WeCom and third-party platform credentials are not served by the gateway yet; take them from wxhub's REST API")
+	return wxErr(wxAPIUnauthorized, "third-party platform credentials are not served by the gateway yet; take them from wxhub's REST API")
 }
 
 // serveToken answers GET /cgi-bin/token from wxhub's cache. Unlike WeChat's, it never issues
@@ -395,27 +400,40 @@ func (g *Gateway) authenticate(r *http.Request, appid, secret string, badSecret 
 	if subtle.ConstantTimeCompare(e.hash[:], given[:]) == 1 {
 		return withPrincipal(ctx, Principal{Role: RoleTenant, TenantID: e.tenantID}), e.kind, nil
 	}
+	p, err := g.byKey(ctx, secret, addr, e.tenantID, badSecret, now)
+	if err != nil {
+		return nil, "", err
+	}
+	return withPrincipal(ctx, p), e.kind, nil
+}
+
+// byKey authenticates a caller that sent something other than the account's secret in the
+// secret field: a wxhub API key, whose tenant must own the account (tenantID; admin keys may
+// read all). Anything else is a wrong secret, answered badSecret and counted against the
+// client address.
+func (g *Gateway) byKey(ctx context.Context, secret, addr string, tenantID int64, badSecret int, now time.Time) (Principal, error) {
+	limiter := g.s.keys.failures
 	if checkKeyFormat(secret) != nil {
 		limiter.failed(addr, now)
-		return nil, "", wxErr(badSecret, "")
+		return Principal{}, wxErr(badSecret, "")
 	}
 	p, err := g.s.keys.authenticate(ctx, secret, addr, g.s.listener.Connected())
 	switch {
 	case errors.Is(err, errTooManyBadKeys):
-		return nil, "", wxErr(wxMinuteQuota, "too many wrong secrets or keys from this address; slow down")
+		return Principal{}, wxErr(wxMinuteQuota, "too many wrong secrets or keys from this address; slow down")
 	case errors.Is(err, errBadKey), errors.Is(err, errMalformedKey):
-		return nil, "", wxErr(badSecret, "")
+		return Principal{}, wxErr(badSecret, "")
 	case err != nil:
-		return nil, "", fmt.Errorf("gateway: API key: %w", err)
-	case !p.mayAccess(e.tenantID):
+		return Principal{}, fmt.Errorf("gateway: API key: %w", err)
+	case !p.mayAccess(tenantID):
 		// A key of another tenant is a wrong secret for this appid: WeChat tells a wrong
 		// secret from an unknown appid, and so does the gateway, but nothing more.
 		limiter.failed(addr, now)
-		return nil, "", wxErr(badSecret, "")
+		return Principal{}, wxErr(badSecret, "")
 	case !g.s.allow(p.KeyID):
-		return nil, "", wxErr(wxMinuteQuota, "too many requests with this API key; slow down")
+		return Principal{}, wxErr(wxMinuteQuota, "too many requests with this API key; slow down")
 	}
-	return withPrincipal(ctx, p), e.kind, nil
+	return p, nil
 }
 
 // loadSecret reads an account's secret from the database and keeps its salted hash.
@@ -501,6 +519,10 @@ func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if h.corpID != "" {
+		// WeChat does not know WeCom's tokens.
+		return wxErr(wxInvalidCredential, "a WeCom token: ask /cgi-bin/get_jsapi_ticket or /cgi-bin/ticket/get")
+	}
 	typ := r.URL.Query().Get("type")
 	kind, ok := gatewayTicketTypes[typ]
 	if !ok {
@@ -561,6 +583,12 @@ func (g *Gateway) prune(now time.Time) {
 	g.secrets.Range(func(k, v any) bool {
 		if now.Sub(v.(secretEntry).loadedAt) > g.secretTTL() {
 			g.secrets.Delete(k)
+		}
+		return true
+	})
+	g.corps.Range(func(k, v any) bool {
+		if now.Sub(v.(wecomCorp).loadedAt) > g.secretTTL() {
+			g.corps.Delete(k)
 		}
 		return true
 	})

@@ -338,9 +338,8 @@ func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	}{
 		{"unknown token", "/cgi-bin/get_api_domain_ip?access_token=forged", 40001},
 		{"no token", "/cgi-bin/get_api_domain_ip", 41001},
-		{"WeCom token", "/cgi-bin/gettoken?corpid=a&corpsecret=b", 48001},
-		{"WeCom jsapi ticket", "/cgi-bin/get_jsapi_ticket?access_token=" + tok, 48001},
-		{"WeCom agent ticket", "/cgi-bin/ticket/get?access_token=" + tok + "&type=agent_config", 48001},
+		{"WeCom jsapi ticket with a WeChat token", "/cgi-bin/get_jsapi_ticket?access_token=" + tok, 40014},
+		{"WeCom agent ticket with a WeChat token", "/cgi-bin/ticket/get?access_token=" + tok + "&type=agent_config", 40014},
 		{"component token", "/cgi-bin/component/api_component_token", 48001},
 	}
 	for _, tt := range tests {
@@ -354,7 +353,8 @@ func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	text := metrics(t, g.n.node)
 	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="ok",path="proxy"} 1`)
 	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="40001",path="proxy"} 1`)
-	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="48001",path="unsupported"} 4`)
+	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="48001",path="unsupported"} 1`)
+	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="40014",path="wecom_ticket"} 2`)
 }
 
 // metrics is a node's /metrics page.

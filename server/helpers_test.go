@@ -109,6 +109,7 @@ func (e *env) startWorker(t testing.TB) {
 	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(e.simURL, nil), worker.Config{
 		ID: "w", PollInterval: 50 * time.Millisecond, Lease: 5 * time.Second, CallTimeout: 3 * time.Second,
 		Overlap: e.overlap, RetryBase: 100 * time.Millisecond, RetryMax: time.Second,
+		WeCom:  wechat.New(e.simURL+wechatsim.WeComPrefix, nil),
 		Logger: quiet, Registerer: prometheus.NewRegistry(),
 	})
 	require.NoError(t, err)

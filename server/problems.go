@@ -104,9 +104,18 @@ func cannotRefresh(c db.CachedCredential, now time.Time) error {
 		wait := int64(c.RefreshAt.Sub(now)/time.Second) + 1
 		return huma.ErrorWithHeaders(&problem{Type: problemQuotaExhausted, Title: "Daily quota spent",
 			Status: http.StatusServiceUnavailable, ErrCode: c.LastErrorCode,
-			Detail: fmt.Sprintf("the day's calls to WeChat for %s of account %s are spent; the next attempt is at %s",
-				c.Kind, c.AppID, c.RefreshAt.UTC().Format(time.RFC3339))},
+			Detail: fmt.Sprintf("the %s calls to WeChat for %s of account %s are spent; the next attempt is at %s",
+				spentPeriod(c.LastErrorCode), c.Kind, c.AppID, c.RefreshAt.UTC().Format(time.RFC3339))},
 			http.Header{"Retry-After": {strconv.FormatInt(wait, 10)}})
 	}
 	return nil
+}
+
+// spentPeriod names the period whose calls a quota code says are spent: WeCom's tickets
+// are limited per hour, everything else per day.
+func spentPeriod(code int) string {
+	if code == db.CodeHourlyGuard {
+		return "hour's"
+	}
+	return "day's"
 }

@@ -123,6 +123,8 @@ func advice(code int32, status string) string {
 		return "The account has no permission for this API in WeChat."
 	case 89503:
 		return "An administrator must approve calls from this IP in WeChat's console."
+	case db.CodeHourlyGuard:
+		return "WeCom's hourly ticket limit is reached: calls resume when the hour turns; the current ticket stays in service."
 	case 45009, db.CodeQuotaGuard:
 		return "The day's quota is spent: calls resume after midnight China time; the current token stays in service."
 	case -1000:

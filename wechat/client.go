@@ -28,6 +28,12 @@ const (
 	APIToken = "token"
 	// APIGetTicket is GET /cgi-bin/ticket/getticket.
 	APIGetTicket = "getticket"
+	// APIWeComToken is WeCom's GET /cgi-bin/gettoken.
+	APIWeComToken = "wecom_gettoken"
+	// APIWeComJSAPITicket is WeCom's GET /cgi-bin/get_jsapi_ticket, the corp's ticket.
+	APIWeComJSAPITicket = "wecom_get_jsapi_ticket"
+	// APIWeComAgentTicket is WeCom's GET /cgi-bin/ticket/get?type=agent_config, an app's ticket.
+	APIWeComAgentTicket = "wecom_agent_ticket"
 )
 
 // defaultTimeout bounds a call when the caller supplies no http.Client: a

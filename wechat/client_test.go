@@ -228,7 +228,7 @@ func TestUnusableBaseURLIsABug(t *testing.T) {
 func TestClientIsSafeForConcurrentUse(t *testing.T) {
 	c := wechat.New(serve(t, answer(http.StatusOK, "application/json", `{"errcode":0,"access_token":"AT","ticket":"T","expires_in":7200}`)).URL, nil)
 	var wg sync.WaitGroup
-	errs := make(chan error, 3*16)
+	errs := make(chan error, len(apiCases)*16)
 	for range 16 {
 		for _, ac := range apiCases {
 			wg.Go(func() {
@@ -284,4 +284,59 @@ func TestACallIsNeverSentTwice(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, 2, seen, "the request whose answer was lost was not sent again on a new connection")
+}
+
+func TestWeComCallsSendDocumentedRequests(t *testing.T) {
+	tests := []struct {
+		name      string
+		call      func(c *wechat.Client) (wechat.Token, error)
+		answer    string
+		wantPath  string
+		wantQuery url.Values
+		want      wechat.Token
+	}{
+		{
+			name: "gettoken",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComToken(context.Background(), testCorpID, testSecret)
+			},
+			answer:    `{"errcode":0,"errmsg":"ok","access_token":"AT-wecom","expires_in":7200}`,
+			wantPath:  "/cgi-bin/gettoken",
+			wantQuery: url.Values{"corpid": {testCorpID}, "corpsecret": {testSecret}},
+			want:      wechat.Token{Value: "AT-wecom", ExpiresIn: 7200 * time.Second},
+		},
+		{
+			name: "corp jsapi ticket",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComJSAPITicket(context.Background(), testAccessToken)
+			},
+			answer:    `{"errcode":0,"errmsg":"ok","ticket":"T-corp","expires_in":7200}`,
+			wantPath:  "/cgi-bin/get_jsapi_ticket",
+			wantQuery: url.Values{"access_token": {testAccessToken}},
+			want:      wechat.Token{Value: "T-corp", ExpiresIn: 7200 * time.Second},
+		},
+		{
+			name: "agent_config ticket",
+			call: func(c *wechat.Client) (wechat.Token, error) {
+				return c.WeComAgentTicket(context.Background(), testAccessToken)
+			},
+			answer:    `{"errcode":0,"errmsg":"ok","ticket":"T-agent","expires_in":7000}`,
+			wantPath:  "/cgi-bin/ticket/get",
+			wantQuery: url.Values{"access_token": {testAccessToken}, "type": {"agent_config"}},
+			want:      wechat.Token{Value: "T-agent", ExpiresIn: 7000 * time.Second},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, seen := recorder(t, "application/json", tt.answer)
+			tok, err := tt.call(wechat.New(serve(t, h).URL, nil))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, tok)
+			r := <-seen
+			require.Equal(t, http.MethodGet, r.method)
+			require.Equal(t, tt.wantPath, r.path)
+			require.Equal(t, tt.wantQuery, r.query)
+			require.Empty(t, r.body)
+		})
+	}
 }

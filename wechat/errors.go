@@ -10,7 +10,8 @@ import (
 // API answered because the same code can mean different things: 40001 is a
 // bad secret on the token endpoints but an invalid token on getticket.
 type Error struct {
-	// API is the endpoint that answered: APIStableToken, APIToken or APIGetTicket.
+	// API is the endpoint that answered: APIStableToken, APIToken, APIGetTicket
+	// or one of WeCom's (APIWeComToken …).
 	API string
 	// Code is WeChat's errcode.
 	Code int
@@ -46,8 +47,9 @@ const (
 	// 40243, 48001, 89503). Retrying can't help until a human fixes it, and
 	// each retry spends quota: mark the account failing and back off long.
 	KindConfiguration
-	// KindQuota: the daily quota is used up (45009). Stop calling until the
-	// next quota day and keep serving the current token.
+	// KindQuota: the daily quota is used up (45009), or for WeCom's tickets
+	// the hourly limit. Stop calling until the next quota day (or hour) and
+	// keep serving the current token.
 	KindQuota
 	// KindTokenInvalid: the access token used for the call is invalid or
 	// expired (40014, 42001, and 40001 when using a token, as getticket
@@ -138,7 +140,7 @@ func classifyCode(api string, code int) Kind {
 	case 40001:
 		// 40001 is "invalid credential": on the token endpoints the
 		// credential is the AppSecret, everywhere else the access token.
-		if api == APIStableToken || api == APIToken {
+		if api == APIStableToken || api == APIToken || api == APIWeComToken {
 			return KindConfiguration
 		}
 		return KindTokenInvalid

@@ -17,7 +17,8 @@ import (
 
 // sameOnEveryAPI is a row whose meaning doesn't depend on the API.
 func sameOnEveryAPI(k wechat.Kind) map[string]wechat.Kind {
-	return map[string]wechat.Kind{wechat.APIStableToken: k, wechat.APIToken: k, wechat.APIGetTicket: k}
+	return map[string]wechat.Kind{wechat.APIStableToken: k, wechat.APIToken: k, wechat.APIGetTicket: k,
+		wechat.APIWeComToken: k, wechat.APIWeComJSAPITicket: k, wechat.APIWeComAgentTicket: k}
 }
 
 // TestErrorCodesAreClassifiedPerAPI covers every row of docs/wechat.md's error
@@ -31,9 +32,12 @@ func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 		// docs/wechat.md's table, row by row.
 		{-1, "system error", sameOnEveryAPI(wechat.KindTransient)},
 		{40001, "invalid credential, access_token is invalid or not latest", map[string]wechat.Kind{
-			wechat.APIStableToken: wechat.KindConfiguration, // the secret is the credential being checked
-			wechat.APIToken:       wechat.KindConfiguration,
-			wechat.APIGetTicket:   wechat.KindTokenInvalid, // the access token is
+			wechat.APIStableToken:      wechat.KindConfiguration, // the secret is the credential being checked
+			wechat.APIToken:            wechat.KindConfiguration,
+			wechat.APIGetTicket:        wechat.KindTokenInvalid,  // the access token is
+			wechat.APIWeComToken:       wechat.KindConfiguration, // WeCom's wrong corpsecret
+			wechat.APIWeComJSAPITicket: wechat.KindTokenInvalid,
+			wechat.APIWeComAgentTicket: wechat.KindTokenInvalid,
 		}},
 		{40002, "invalid grant_type", sameOnEveryAPI(wechat.KindBug)},
 		{40013, "invalid appid", sameOnEveryAPI(wechat.KindConfiguration)},

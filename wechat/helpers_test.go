@@ -15,6 +15,7 @@ import (
 // so the redaction tests also catch an echo of the encoded form.
 const (
 	testAppID       = "wx1234567890abcdef"
+	testCorpID      = "ww1234567890abcdef"
 	testSecret      = "SeCrEt/9f+b2=c0&DO-NOT-LOG"
 	testAccessToken = "ACCESS_TOKEN-73_q+w/e=r&DO-NOT-LOG"
 )
@@ -49,6 +50,27 @@ var apiCases = []apiCase{
 		secret: testAccessToken,
 		call: func(ctx context.Context, c *wechat.Client) (wechat.Token, error) {
 			return c.Ticket(ctx, testAccessToken, "jsapi")
+		},
+	},
+	{
+		api:    wechat.APIWeComToken,
+		secret: testSecret,
+		call: func(ctx context.Context, c *wechat.Client) (wechat.Token, error) {
+			return c.WeComToken(ctx, testCorpID, testSecret)
+		},
+	},
+	{
+		api:    wechat.APIWeComJSAPITicket,
+		secret: testAccessToken,
+		call: func(ctx context.Context, c *wechat.Client) (wechat.Token, error) {
+			return c.WeComJSAPITicket(ctx, testAccessToken)
+		},
+	},
+	{
+		api:    wechat.APIWeComAgentTicket,
+		secret: testAccessToken,
+		call: func(ctx context.Context, c *wechat.Client) (wechat.Token, error) {
+			return c.WeComAgentTicket(ctx, testAccessToken)
 		},
 	},
 }

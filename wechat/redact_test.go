@@ -31,7 +31,7 @@ func echo(r *http.Request) string {
 
 // secretIn returns the secret the request carries, wherever it is.
 func secretIn(r *http.Request) string {
-	if s := r.URL.Query().Get("secret") + r.URL.Query().Get("access_token"); s != "" {
+	if s := r.URL.Query().Get("secret") + r.URL.Query().Get("corpsecret") + r.URL.Query().Get("access_token"); s != "" {
 		return s
 	}
 	var body struct{ Secret string }

@@ -7,8 +7,8 @@ import (
 )
 
 // Account kinds, spelled as wxhub spells them. The simulator stores the kind
-// and reports it; in this version every kind gets the official-account and
-// mini-program endpoints.
+// and reports it; every kind gets the official-account and mini-program
+// endpoints, and a wecom_app also WeCom's under WeComPrefix.
 const (
 	KindOfficialAccount = "official_account"
 	KindMiniProgram     = "mini_program"
@@ -34,6 +34,11 @@ type Account struct {
 	Secret string         `json:"secret,omitempty"`
 	Kind   string         `json:"kind,omitempty"`
 	Quotas map[string]int `json:"quotas,omitempty"`
+	// CorpID and AgentID identify a WeCom app (kind wecom_app, where both are
+	// required); Secret is then the app's corpsecret. AppID stays the key the
+	// simulator's own endpoints know the app by.
+	CorpID  string `json:"corpid,omitempty"`
+	AgentID int64  `json:"agentid,omitempty"`
 }
 
 // ErrInvalidAccount is wrapped by AddAccount's errors for a malformed account.
@@ -69,6 +74,9 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 		}
 		quotas[x] = limit
 	}
+	if err := checkWeComIdentity(in); err != nil {
+		return Account{}, false, err
+	}
 
 	wd := s.world.Load()
 	fresh := &account{appid: in.AppID, kind: KindOfficialAccount, quotas: defaultQuotas, zone: s.cfg.QuotaZone}
@@ -77,6 +85,12 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := s.joinCorpLocked(wd, a, in); err != nil {
+		if !loaded {
+			wd.accounts.Delete(in.AppID)
+		}
+		return Account{}, false, err
+	}
 	a.secret = in.Secret
 	if in.Kind != "" {
 		a.kind = in.Kind
@@ -112,7 +126,11 @@ func (a *account) infoLocked() Account {
 	for x := api(0); x < api(numQuotaAPIs); x++ {
 		q[x.String()] = a.quotas[x]
 	}
-	return Account{AppID: a.appid, Kind: a.kind, Quotas: q}
+	out := Account{AppID: a.appid, Kind: a.kind, Quotas: q}
+	if a.wecom != nil {
+		out.CorpID, out.AgentID = a.wecom.corp.id, a.wecom.agentID
+	}
+	return out
 }
 
 // Accounts lists every account, without secrets, ordered by appid.

@@ -131,7 +131,10 @@ func (c *call) quotaExhausted() bool { return c.faults != nil && c.faults.QuotaE
 func (c *call) useToken(method string, faults bool) (rec *tokenRecord, ok bool) {
 	tok := c.r.URL.Query().Get("access_token")
 	if tok != "" {
-		rec = c.wd.tokens.get(tok)
+		// WeChat does not know WeCom's tokens: they are served under WeComPrefix.
+		if rec = c.wd.tokens.get(tok); rec != nil && rec.kind == kindWeCom {
+			rec = nil
+		}
 	}
 	appid := ""
 	if rec != nil {

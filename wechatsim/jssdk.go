@@ -19,6 +19,10 @@ type JSSDKCheck struct {
 	NonceStr  string `json:"noncestr"`
 	Timestamp int64  `json:"timestamp"` // seconds, a JSON number
 	Signature string `json:"signature"`
+	// Ticket picks a WeCom app's ticket: "jsapi" or empty for the corp's
+	// jsapi ticket (wx.config), "agent_config" for the app's own
+	// (wx.agentConfig). Other kinds have only their jsapi ticket.
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // Reasons /sim/verify-jssdk gives for a signature it refuses. Tests in other
@@ -49,7 +53,11 @@ func (s *Simulator) VerifyJSSDK(r JSSDKCheck) (valid bool, reason string) {
 		wd.orphan.jssdk(false)
 		return false, JSSDKReasonUnknownAppID
 	}
-	valid, reason = a.verifyJSSDK(r, s.now())
+	if a.wecomState() != nil {
+		valid, reason = s.verifyWeComJSSDK(a, r, s.now())
+	} else {
+		valid, reason = a.verifyJSSDK(r, s.now())
+	}
 	a.stats.jssdk(valid)
 	return valid, reason
 }

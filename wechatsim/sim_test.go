@@ -112,10 +112,10 @@ func TestStatsCountCallsTokensAndUses(t *testing.T) {
 	require.Equal(t, KindOfficialAccount, as.Kind)
 	require.Equal(t, map[string]int64{
 		APIToken: 3, APIStableToken: 2, APIGetTicket: 1, APIGetAPIDomainIP: 3, APIQuotaGet: 1, APIClearQuota: 0,
-		APIMediaUpload: 0, APIMediaGet: 0,
+		APIMediaUpload: 0, APIMediaGet: 0, APIWeComToken: 0, APIWeComJSAPITicket: 0, APIWeComAgentTicket: 0, APIWeComDomainIP: 0,
 	}, as.Calls)
 	require.Equal(t, int64(3), as.TokensIssued)
-	require.Equal(t, map[string]int64{TokenKindClassic: 2, TokenKindStable: 1}, as.TokensIssuedByKind)
+	require.Equal(t, map[string]int64{TokenKindClassic: 2, TokenKindStable: 1, TokenKindWeCom: 0}, as.TokensIssuedByKind)
 	require.Equal(t, []time.Time{t0, t0.Add(time.Minute), t0.Add(2 * time.Minute)}, utc(as.TokenIssueTimes))
 	require.Equal(t, map[string]int64{TicketJSAPI: 1}, as.TicketsIssued)
 	require.Equal(t, int64(3), as.UsesAccepted, "one get_api_domain_ip, one getticket, one quota/get")

@@ -84,6 +84,8 @@ type Config struct {
 	// large uploads and downloads stream without being held in memory. Empty keeps media in
 	// memory. The simulator never deletes the files: give it a folder that is cleaned up.
 	MediaDir string
+	// WeCom holds the settings of the WeCom endpoints under WeComPrefix.
+	WeCom WeComConfig
 }
 
 // withDefaults fills zero fields and clamps the "disabled" negatives, so the
@@ -116,6 +118,7 @@ func (c Config) withDefaults() Config {
 	if c.QuotaZone == nil {
 		c.QuotaZone = chinaZone
 	}
+	c.WeCom = c.WeCom.withDefaults()
 	return c
 }
 
@@ -144,8 +147,8 @@ func (s *Simulator) now() time.Time { return s.cfg.Now() }
 // does. Settings from Config are kept.
 func (s *Simulator) Reset() { s.world.Store(newWorld()) }
 
-// ServeHTTP serves WeChat's credential endpoints and the simulator-only
-// endpoints under /sim/. WeChat-level errors are answered with HTTP 200 and an
+// ServeHTTP serves WeChat's credential endpoints, WeCom's under WeComPrefix,
+// and the simulator-only endpoints under /sim/. WeChat-level errors are answered with HTTP 200 and an
 // errcode, as WeChat does; only simulator-only endpoints and unknown paths use
 // HTTP error statuses.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -179,6 +182,9 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/sim/verify-jssdk":
 		s.handleSimVerifyJSSDK(w, r)
 	default:
+		if s.serveWeCom(w, r) {
+			return
+		}
 		// WeChat's answer to an unknown path is not documented; a plain 404
 		// makes a wrong URL in a client obvious instead of looking like a
 		// credential problem.

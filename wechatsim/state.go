@@ -21,6 +21,10 @@ const (
 	apiClearQuota
 	apiMediaUpload
 	apiMediaGet
+	apiWeComToken
+	apiWeComJSAPITicket
+	apiWeComAgentTicket
+	apiWeComDomainIP
 	numAPIs
 
 	numQuotaAPIs = int(apiGetTicket) + 1
@@ -37,6 +41,11 @@ const (
 	APIClearQuota     = "clear_quota"
 	APIMediaUpload    = "media_upload"
 	APIMediaGet       = "media_get"
+	// WeCom's APIs, served under WeComPrefix.
+	APIWeComToken       = "wecom_gettoken"
+	APIWeComJSAPITicket = "wecom_get_jsapi_ticket"
+	APIWeComAgentTicket = "wecom_agent_ticket"
+	APIWeComDomainIP    = "wecom_get_api_domain_ip"
 )
 
 var apiNames = [numAPIs]string{
@@ -48,6 +57,11 @@ var apiNames = [numAPIs]string{
 	apiClearQuota:  APIClearQuota,
 	apiMediaUpload: APIMediaUpload,
 	apiMediaGet:    APIMediaGet,
+
+	apiWeComToken:       APIWeComToken,
+	apiWeComJSAPITicket: APIWeComJSAPITicket,
+	apiWeComAgentTicket: APIWeComAgentTicket,
+	apiWeComDomainIP:    APIWeComDomainIP,
 }
 
 func (a api) String() string { return apiNames[a] }
@@ -59,6 +73,7 @@ type tokenKind int
 const (
 	kindClassic tokenKind = iota
 	kindStable
+	kindWeCom
 	numTokenKinds
 )
 
@@ -66,9 +81,10 @@ const (
 const (
 	TokenKindClassic = "classic"
 	TokenKindStable  = "stable"
+	TokenKindWeCom   = "wecom"
 )
 
-var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable}
+var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable, kindWeCom: TokenKindWeCom}
 
 // life is when an issued credential, access token or ticket, stops working.
 // Its fields are guarded by the owning account's mu.
@@ -195,6 +211,8 @@ type account struct {
 	// everTicket tells "never issued" from "forgotten" when a signature
 	// matches no remembered ticket.
 	everTicket [numTicketTypes]bool
+
+	wecom *wecomApp // a WeCom app's state; nil for other kinds
 
 	stats counters
 }
@@ -340,6 +358,7 @@ type world struct {
 	tokens   tokenIndex
 	faults   faultTable
 	media    sync.Map // media_id → *mediaRecord
+	corps    sync.Map // WeCom corpid → *corp
 	// orphan counts calls that cannot be attributed to a known appid: unknown
 	// or missing appids, unknown or missing tokens.
 	orphan counters

@@ -43,7 +43,9 @@ type Counters struct {
 	TokensIssued int64 `json:"tokens_issued"`
 	// TokensIssuedByKind splits TokensIssued into TokenKindClassic and TokenKindStable.
 	TokensIssuedByKind map[string]int64 `json:"tokens_issued_by_kind"`
-	// TicketsIssued counts tickets per type (jsapi, wx_card).
+	// TicketsIssued counts tickets per type (jsapi, wx_card, and WeCom's
+	// TicketWeComCorp and TicketAgentConfig, counted for the app whose token
+	// fetched them).
 	TicketsIssued map[string]int64 `json:"tickets_issued"`
 	// ForcedRefreshes counts stable_token forces that did refresh.
 	ForcedRefreshes int64 `json:"forced_refreshes"`
@@ -70,6 +72,8 @@ type AccountStats struct {
 	// the served ones, and the refused ones under Config.CountRefusedCalls;
 	// clear_quota resets it.
 	QuotaUsed map[string]int `json:"quota_used"`
+	// WeCom is set for a wecom_app: its identity and its ticket limits' use.
+	WeCom *WeComStats `json:"wecom,omitempty"`
 }
 
 // Totals sums the counters of every account plus the unattributed calls.
@@ -93,6 +97,7 @@ func (s *Simulator) Stats(appid string) Stats {
 		a := v.(*account)
 		out.Totals.Accounts++
 		snap := a.snapshot(now)
+		snap.WeCom = s.wecomStats(a, now)
 		out.Totals.add(snap.Counters)
 		if appid == "" || appid == k.(string) {
 			out.Accounts[k.(string)] = snap

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wxhub_worker_quota_guard_total",
-			Help: "Due credentials parked until the next quota day because wxhub's daily quota guard was reached.",
+			Help: "Due credentials parked until the next quota day because wxhub's daily quota guard was reached, or for WeCom's tickets until the next hour because its hourly limit guard was.",
 		}),
 		due: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wxhub_worker_due_credentials",

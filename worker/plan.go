@@ -20,7 +20,13 @@ type refresher struct {
 	rotates bool
 	// needsAccessToken is true for tickets, which are fetched with the account's access token.
 	needsAccessToken bool
-	fetch            func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
+	// wecom is true for WeCom's APIs, called through the WeCom client (Config.WeCom).
+	wecom bool
+	// hourlyLimit, when positive, is WeCom's limit of calls per hour, counted per corp when
+	// perCorp and per account otherwise; the worker config may override it.
+	hourlyLimit int
+	perCorp     bool
+	fetch       func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
 }
 
 var (
@@ -34,6 +40,35 @@ var (
 		api: wechat.APIToken, defaultLimit: 2_000, rotates: true,
 		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
 			return c.ClassicToken(ctx, cl.AppID, cl.Secret)
+		},
+	}
+)
+
+// WeCom's refreshers. WeCom's gettoken returns the same token while it is valid, its
+// documentation says; wxhub does not count on it and treats it like the classic token, whose
+// every call may kill the previous value after the overlap. WeCom documents no daily limit
+// for it, so the ledger's limit is a generous guard against a loop. The tickets' limits are
+// hourly (400 corp tickets per corp, 100 agent_config tickets per app); their daily guard is
+// the hourly limit times 24.
+var (
+	wecomToken = refresher{
+		api: wechat.APIWeComToken, defaultLimit: 100_000, rotates: true, wecom: true,
+		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
+			return c.WeComToken(ctx, cl.CorpID, cl.Secret)
+		},
+	}
+	wecomCorpTicket = refresher{
+		api: wechat.APIWeComJSAPITicket, defaultLimit: 400 * 24, rotates: true, needsAccessToken: true, wecom: true,
+		hourlyLimit: 400, perCorp: true,
+		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
+			return c.WeComJSAPITicket(ctx, cl.AccessToken)
+		},
+	}
+	wecomAgentTicket = refresher{
+		api: wechat.APIWeComAgentTicket, defaultLimit: 100 * 24, rotates: true, needsAccessToken: true, wecom: true,
+		hourlyLimit: 100,
+		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
+			return c.WeComAgentTicket(ctx, cl.AccessToken)
 		},
 	}
 )
@@ -64,6 +99,16 @@ func refresherFor(accountKind, kind, tokenMode string) (refresher, error) {
 		case "wx_card_ticket":
 			return ticket("wx_card"), nil
 		}
+	case "wecom_app":
+		switch kind {
+		case "access_token":
+			return wecomToken, nil
+		case "jsapi_ticket":
+			// The corp's ticket: the one app of the corp that keeps it (see migration 00008).
+			return wecomCorpTicket, nil
+		case "agent_config_ticket":
+			return wecomAgentTicket, nil
+		}
 	}
 	return refresher{}, fmt.Errorf("wxhub cannot refresh %s of a %s account yet", kind, accountKind)
 }
@@ -83,5 +128,18 @@ func (w *Worker) plan(d db.Due) (db.Plan, error) {
 	if !d.Requested {
 		limit -= int(float64(limit) * w.cfg.QuotaReserve)
 	}
-	return db.Plan{API: r.api, DailyLimit: limit, Rotates: r.rotates}, nil
+	p := db.Plan{API: r.api, DailyLimit: limit, Rotates: r.rotates}
+	if r.hourlyLimit > 0 {
+		// No reserve here: a requested refresh of a ticket still waits for the hour to turn,
+		// because WeCom would refuse it anyway.
+		p.HourlyLimit = r.hourlyLimit
+		if l, ok := w.cfg.HourlyLimits[r.api]; ok {
+			p.HourlyLimit = l
+		}
+		p.HourlyScope = fmt.Sprintf("account:%d", d.AccountID)
+		if r.perCorp {
+			p.HourlyScope = "corp:" + d.CorpID
+		}
+	}
+	return p, nil
 }

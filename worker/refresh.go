@@ -22,6 +22,7 @@ const (
 var (
 	errNoAccessToken = errors.New("no valid access token to fetch the ticket with")
 	errLateClaim     = errors.New("too late in the claim to call WeChat safely; not called")
+	errNoWeComClient = errors.New("no WeCom base URL configured (--wecom-base-url); not called")
 )
 
 // orphanMargin is added to the overlap before a rotating credential whose last fetch got no
@@ -56,10 +57,18 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		w.fail(ctx, c, errLateClaim)
 		return
 	}
+	client := w.wechat
+	if r.wecom {
+		client = w.cfg.WeCom
+	}
+	if client == nil {
+		w.fail(ctx, c, errNoWeComClient)
+		return
+	}
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	start := time.Now()
 	w.metrics.calling.Inc()
-	tok, err := r.fetch(callCtx, w.wechat, c)
+	tok, err := r.fetch(callCtx, client, c)
 	w.metrics.calling.Dec()
 	cancel()
 	result := "ok"
@@ -207,6 +216,10 @@ func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orpha
 			f.RetryIn = w.transientRetry(c)
 		case wechat.KindQuota:
 			f.RetryIn = untilNextQuotaDay(time.Now()) + jitter(time.Minute)
+			if c.HourlyScope != "" {
+				// WeCom's ticket limits are hourly: wait for the window after the counted one.
+				f.RetryIn = time.Until(c.HourlyWindow.Add(w.cfg.HourlyWindow)) + jitter(min(time.Minute, w.cfg.HourlyWindow/10))
+			}
 		case wechat.KindConfiguration, wechat.KindBug, wechat.KindRevoked:
 			f.RetryIn = jitter(w.cfg.ConfigRetry)
 			f.AccountStatus, f.Reason = "failing", err.Error()

@@ -53,6 +53,16 @@ type Config struct {
 	// QuotaHistoryDays is how many past quota days of the call ledger are kept for operators
 	// [35]; older days are deleted once an hour.
 	QuotaHistoryDays int
+	// WeCom is the client for WeCom's APIs (qyapi.weixin.qq.com or the simulator's
+	// /qyapi); nil leaves WeCom apps unrefreshed, each refresh failing with a message saying so.
+	WeCom *wechat.Client
+	// HourlyWindow is the window of WeCom's hourly ticket limits [1h, the clock hour]; tests
+	// shorten it together with the simulator's.
+	HourlyWindow time.Duration
+	// HourlyLimits overrides WeCom's hourly limits per API (wechat.APIWeComJSAPITicket: 400
+	// per corp, wechat.APIWeComAgentTicket: 100 per app), for tests and for corps WeCom gave
+	// other limits.
+	HourlyLimits map[string]int
 	// ShutdownGrace is how long Run waits for refreshes in flight after its context ends [30s].
 	ShutdownGrace time.Duration
 	// Logger receives structured logs [slog.Default()].
@@ -80,6 +90,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ConfigRetry, 10*time.Minute)
 	setDefault(&c.QuotaHistoryDays, 35)
 	setDefault(&c.ShutdownGrace, 30*time.Second)
+	setDefault(&c.HourlyWindow, time.Hour)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -170,6 +181,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			res, err := w.store.ClaimDue(claimCtx, db.ClaimRequest{
 				Worker: w.cfg.ID, Max: free, Lease: w.cfg.Lease, Plan: w.plan, Postpone: time.Hour,
 				OrphanHold: w.cfg.Overlap + orphanMargin, CallBound: w.cfg.CallTimeout + orphanMargin,
+				HourlyWindow: w.cfg.HourlyWindow,
 			})
 			cancelClaim()
 			switch {
@@ -187,6 +199,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.metrics.overQuota.Add(float64(len(res.OverQuota)))
 			for _, appid := range res.OverQuota {
 				w.log.Warn("daily quota guard reached; next refresh after the quota day ends", "appid", appid)
+			}
+			w.metrics.overQuota.Add(float64(len(res.OverHourly)))
+			for _, appid := range res.OverHourly {
+				w.log.Warn("hourly limit guard reached; next refresh after the hour turns", "appid", appid)
 			}
 			for _, c := range res.Claims {
 				slots <- struct{}{}

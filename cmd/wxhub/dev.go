@@ -32,6 +32,8 @@ import (
 var demoAccounts = []db.NewAccount{
 	{Tenant: "demo", AppID: "wxdemo0000000001", Kind: "official_account", Secret: "demo-secret-1", Tickets: []string{"jsapi", "wx_card"}},
 	{Tenant: "demo", AppID: "wxdemo0000000002", Kind: "mini_program", Secret: "demo-secret-2", TokenMode: "classic"},
+	{Tenant: "demo", AppID: "wecomdemo0000001", Kind: "wecom_app", Secret: "demo-corpsecret-1", Tickets: []string{"jsapi", "agent_config"},
+		CorpID: "wwdemo0000000001", AgentID: 1000002},
 }
 
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
@@ -45,8 +47,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	overlap := fs.Duration("overlap", 0, "how long a superseded token keeps working, for the simulator, the worker and the API (default: --token-ttl/24 in whole seconds, WeChat's 300s of 7200s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	wechatURL := fs.String("wechat-base-url", "", "call this WeChat (the real one, https://api.weixin.qq.com, or another simulator) instead of running one; no demo accounts then")
+	wecomURL := fs.String("wecom-base-url", envOr("WXHUB_WECOM_BASE_URL", ""), "call this WeCom for wecom_app accounts (default: the simulator's /qyapi, or https://qyapi.weixin.qq.com with --wechat-base-url) (env WXHUB_WECOM_BASE_URL)")
 	var accounts accountFlags
-	fs.Var(&accounts, "account", "create an account of your own in tenant demo at start (and in the simulator): appid:secret[:kind] (repeatable)")
+	fs.Var(&accounts, "account", "create an account of your own in tenant demo at start (and in the simulator): appid:secret[:kind], or appid:secret:wecom_app:corpid:agentid (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub dev [flags]\n\nRuns PostgreSQL (unless DATABASE_URL is set), migrations, the API, a worker, the WeChat simulator\nand demo accounts in one process. Accounts created through the API (or --account) work against the\nsimulator at once, and keep working across restarts. For development only. Ctrl-C stops everything.\n\nWXHUB_KEYS and WXHUB_BOOTSTRAP_ADMIN_KEY, when set, replace the key ring and admin key kept in --data-dir.")
 		fs.PrintDefaults()
@@ -142,6 +145,12 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	if *wecomURL == "" {
+		*wecomURL = defaultWeComBaseURL
+		if sim != nil {
+			*wecomURL = simURL + wechatsim.WeComPrefix
+		}
+	}
 	apiLn, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -151,7 +160,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	// bound (classic tokens are promised for the overlap minus the bound).
 	scaled := min(*overlap/3, 10*time.Second)
 	w, err := worker.New(store, wechat.New(simURL, nil), worker.Config{Logger: logger, Registerer: prometheus.NewRegistry(),
-		PollInterval: 200 * time.Millisecond, Overlap: *overlap, CallTimeout: scaled})
+		PollInterval: 200 * time.Millisecond, Overlap: *overlap, CallTimeout: scaled, WeCom: wechat.New(*wecomURL, nil)})
 	if err != nil {
 		return err
 	}
@@ -304,7 +313,7 @@ func seedDev(ctx context.Context, store *db.Store, sim *wechatsim.Simulator, acc
 		return err
 	}
 	for _, a := range known {
-		if err := sim.AddAccount(wechatsim.Account{AppID: a.AppID, Secret: a.Secret, Kind: a.Kind}); err != nil {
+		if err := sim.AddAccount(wechatsim.Account{AppID: a.AppID, Secret: a.Secret, Kind: a.Kind, CorpID: a.CorpID, AgentID: a.AgentID}); err != nil {
 			return fmt.Errorf("account %s: %w", a.AppID, err)
 		}
 	}
@@ -328,7 +337,8 @@ func createAccounts(ctx context.Context, store *db.Store, accounts accountFlags)
 		if kind == "" {
 			kind = wechatsim.KindOfficialAccount
 		}
-		_, err := store.CreateAccount(ctx, db.NewAccount{Tenant: "demo", AppID: a.AppID, Kind: kind, Secret: a.Secret})
+		_, err := store.CreateAccount(ctx, db.NewAccount{Tenant: "demo", AppID: a.AppID, Kind: kind, Secret: a.Secret,
+			CorpID: a.CorpID, AgentID: a.AgentID})
 		if err != nil && !errors.Is(err, db.ErrConflict) {
 			return fmt.Errorf("--account %s: %w", a.AppID, err)
 		}
@@ -356,9 +366,11 @@ func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Lo
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		var in struct {
-			AppID  string `json:"appid"`
-			Kind   string `json:"kind"`
-			Secret string `json:"secret"`
+			AppID   string `json:"appid"`
+			Kind    string `json:"kind"`
+			Secret  string `json:"secret"`
+			CorpID  string `json:"corp_id"`
+			AgentID int64  `json:"agent_id"`
 		}
 		if rec.status/100 != 2 || json.Unmarshal(body, &in) != nil || in.Secret == "" {
 			return
@@ -366,7 +378,8 @@ func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Lo
 		if updated {
 			in.AppID, in.Kind = strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), ""
 		}
-		if err := sim.AddAccount(wechatsim.Account{AppID: in.AppID, Secret: in.Secret, Kind: in.Kind}); err != nil {
+		acct := wechatsim.Account{AppID: in.AppID, Secret: in.Secret, Kind: in.Kind, CorpID: in.CorpID, AgentID: in.AgentID}
+		if err := sim.AddAccount(acct); err != nil {
 			logger.Warn("the simulator did not take the account", "appid", in.AppID, "err", err)
 		}
 	})

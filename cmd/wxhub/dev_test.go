@@ -157,6 +157,27 @@ func (d devRun) accepted(t *testing.T, token string) bool {
 	return code == 0
 }
 
+// acceptedByWeCom asks the simulator's WeCom whether it takes a WeCom app's token.
+func (d devRun) acceptedByWeCom(t *testing.T, token string) bool {
+	t.Helper()
+	code, err := (&wechatsim.Client{BaseURL: d.sim, HTTP: http.DefaultClient}).UseWeCom(context.Background(), token)
+	require.NoError(t, err)
+	return code == 0
+}
+
+// weComTokens reads the access tokens of the demo WeCom app and of wecommine0000001.
+func (d devRun) weComTokens(t *testing.T) (demo, mine string) {
+	t.Helper()
+	token := func(appid string) string {
+		status, body := d.call(t, http.MethodGet, "/v1/accounts/"+appid+"/access-token", "")
+		require.Equal(t, http.StatusOK, status, "%s: %v", appid, body)
+		tok := body["access_token"].(string)
+		require.True(t, d.acceptedByWeCom(t, tok), "the simulator's WeCom accepts the token of %s", appid)
+		return tok
+	}
+	return token("wecomdemo0000001"), token("wecommine0000001")
+}
+
 func TestDevAccountsOfYourOwnWorkAndSurviveARestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster of its own")
@@ -172,6 +193,10 @@ func TestDevAccountsOfYourOwnWorkAndSurviveARestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "%v", body)
 	first := body["access_token"].(string)
 	require.True(t, d.accepted(t, first), "the simulator accepts the token of an account created through the API")
+	status, body = d.call(t, http.MethodPost, "/v1/accounts", `{"appid":"wecommine0000001","kind":"wecom_app","secret":"my-corpsecret","tenant":"mine","corp_id":"wwmine","agent_id":1000005,"tickets":["agent_config"]}`)
+	require.Equal(t, http.StatusCreated, status, "%v", body)
+	demoWeCom, mineWeCom := d.weComTokens(t)
+	require.NotEqual(t, demoWeCom, mineWeCom)
 	d.stop()
 
 	d = startDev(t, dataDir)
@@ -180,6 +205,7 @@ func TestDevAccountsOfYourOwnWorkAndSurviveARestart(t *testing.T) {
 	second := body["access_token"].(string)
 	require.NotEqual(t, first, second, "the new simulator never issued the token stored before the restart")
 	require.True(t, d.accepted(t, second), "after a restart, the simulator accepts the account's token")
+	d.weComTokens(t)
 	status, body = d.call(t, http.MethodGet, "/v1/accounts?tenant=demo", "")
 	require.Equal(t, http.StatusOK, status)
 	d.stop()

@@ -94,6 +94,10 @@ func TestCommandErrorsAreOneReadableLine(t *testing.T) {
 		{[]string{"worker", "--overlap", "5s", "--call-timeout", "5s"}, 2, "--overlap must be longer than --call-timeout"},
 		{[]string{"serve", "--overlap", "20s", "--staleness-bound", "19s"}, 2, "--overlap 20s must exceed --staleness-bound 19s by 2s"},
 		{[]string{"sim", "--account", "nosecret"}, 2, "appid:secret"},
+		{[]string{"sim", "--account", "w:s:wecom_app:ww1"}, 2, "appid:secret:wecom_app:corpid:agentid"},
+		{[]string{"sim", "--account", "w:s:official_account:ww1:7"}, 2, "appid:secret:wecom_app:corpid:agentid"},
+		{[]string{"sim", "--account", "w:s:wecom_app:ww1:x"}, 2, "agentid a positive number"},
+		{[]string{"sim", "--wecom-expired-code", "40001"}, 2, "want 40014 or 42001"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

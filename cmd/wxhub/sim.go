@@ -8,25 +8,34 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"wxhub/wechatsim"
 )
 
-// accountFlags collects repeated --account appid:secret[:kind] flags.
+// accountFlags collects repeated --account appid:secret[:kind] flags, and
+// appid:secret:wecom_app:corpid:agentid for a WeCom app.
 type accountFlags []wechatsim.Account
 
 func (a *accountFlags) String() string { return fmt.Sprintf("%d accounts", len(*a)) }
 
 func (a *accountFlags) Set(v string) error {
 	parts := strings.Split(v, ":")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return errors.New("want appid:secret or appid:secret:kind")
+	if len(parts) < 2 || len(parts) > 5 || len(parts) == 4 || parts[0] == "" || parts[1] == "" {
+		return errors.New("want appid:secret, appid:secret:kind or appid:secret:wecom_app:corpid:agentid")
 	}
 	acct := wechatsim.Account{AppID: parts[0], Secret: parts[1]}
-	if len(parts) == 3 {
+	if len(parts) >= 3 {
 		acct.Kind = parts[2]
+	}
+	if len(parts) == 5 {
+		agentID, err := strconv.ParseInt(parts[4], 10, 64)
+		if acct.Kind != wechatsim.KindWeComApp || parts[3] == "" || err != nil || agentID <= 0 {
+			return errors.New("want appid:secret:wecom_app:corpid:agentid, agentid a positive number")
+		}
+		acct.CorpID, acct.AgentID = parts[3], agentID
 	}
 	*a = append(*a, acct)
 	return nil
@@ -38,8 +47,10 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of issued tokens and tickets (expires_in)")
 	overlap := fs.Duration("overlap", 300*time.Second, "how long a superseded token keeps working (shorter than --token-ttl)")
 	survivors := fs.Int("classic-survivors", wechatsim.DefaultClassicSurvivors, "how many superseded classic tokens (and tickets of a type) stay alive beside the current one; a fetch that would leave more kills the oldest at once")
+	sameToken := fs.Bool("wecom-same-token", false, "WeCom's gettoken answers the current token while it is valid, as WeCom documents (default: a new token on every call, the previous one overlapping like a classic WeChat token)")
+	expiredCode := fs.Int("wecom-expired-code", wechatsim.CodeInvalidAccessToken, "errcode of an expired WeCom token: 40014 or 42001")
 	var accounts accountFlags
-	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind] (repeatable)")
+	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind], or appid:secret:wecom_app:corpid:agentid (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub sim [flags]")
 		fs.PrintDefaults()
@@ -53,11 +64,15 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkLifetimes(*ttl, *overlap); err != nil {
 		return err
 	}
+	if *expiredCode != wechatsim.CodeInvalidAccessToken && *expiredCode != wechatsim.CodeTokenExpired {
+		return fmt.Errorf("%w: --wecom-expired-code %d: want 40014 or 42001", errUsage, *expiredCode)
+	}
 	if *survivors < 1 {
 		return fmt.Errorf("%w: --classic-survivors %d must be at least 1: WeChat promises that the old and the new token work together", errUsage, *survivors)
 	}
 
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors})
+	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors,
+		WeCom: wechatsim.WeComConfig{SameToken: *sameToken, ExpiredCode: *expiredCode}})
 	for _, a := range accounts {
 		if err := sim.AddAccount(a); err != nil {
 			return fmt.Errorf("account %s: %w", a.AppID, err)

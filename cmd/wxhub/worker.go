@@ -26,6 +26,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	databaseURL := fs.String("database-url", envOr("DATABASE_URL", ""), "PostgreSQL URL (env DATABASE_URL)")
 	listen := fs.String("listen", envOr("WXHUB_LISTEN", "127.0.0.1:8082"), "address for /metrics and /healthz; empty disables (env WXHUB_LISTEN)")
 	baseURL := fs.String("wechat-base-url", envOr("WXHUB_WECHAT_BASE_URL", "https://api.weixin.qq.com"), "WeChat API base URL (env WXHUB_WECHAT_BASE_URL)")
+	wecomURL := fs.String("wecom-base-url", envOr("WXHUB_WECOM_BASE_URL", defaultWeComBaseURL), "WeCom API base URL, for wecom_app accounts (env WXHUB_WECOM_BASE_URL)")
 	cfg := worker.Config{}
 	fs.StringVar(&cfg.ID, "id", "", "worker name in claims and logs (default hostname-pid)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 256, "refreshes in flight at once")
@@ -76,12 +77,13 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	defer closeStore()
 	reg := prometheus.NewRegistry()
 	cfg.Logger, cfg.Registerer = logger, reg
-	client := wechat.New(*baseURL, &http.Client{Transport: &http.Transport{
+	hc := &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		IdleConnTimeout:     90 * time.Second,
-	}})
-	w, err := worker.New(store, client, cfg)
+	}}
+	cfg.WeCom = wechat.New(*wecomURL, hc)
+	w, err := worker.New(store, wechat.New(*baseURL, hc), cfg)
 	if err != nil {
 		return err
 	}
@@ -102,6 +104,9 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return w.Run(ctx)
 }
+
+// defaultWeComBaseURL is WeCom's API host.
+const defaultWeComBaseURL = "https://qyapi.weixin.qq.com"
 
 // openStore connects to the database as application (its application_name) and refuses a
 // key ring that cannot open what is stored; the returned function closes the pool.

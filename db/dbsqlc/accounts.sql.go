@@ -189,6 +189,57 @@ func (q *Queries) AccountList(ctx context.Context, arg AccountListParams) ([]Acc
 	return items, nil
 }
 
+const accountListByCorp = `-- name: AccountListByCorp :many
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+FROM accounts
+WHERE corp_id = $1
+  AND kind = 'wecom_app'
+ORDER BY agent_id
+`
+
+// AccountListByCorp lists the WeCom apps of a corp, for the gateway, which knows a WeCom
+// caller by corp id and corpsecret only.
+func (q *Queries) AccountListByCorp(ctx context.Context, corpID *string) ([]Account, error) {
+	rows, err := q.db.Query(ctx, accountListByCorp, corpID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Account{}
+	for rows.Next() {
+		var i Account
+		if err := rows.Scan(
+			&i.ID,
+			&i.TenantID,
+			&i.Appid,
+			&i.Kind,
+			&i.Status,
+			&i.CorpID,
+			&i.AgentID,
+			&i.ComponentAccountID,
+			&i.SecretCiphertext,
+			&i.SecretKeyID,
+			&i.TokenMode,
+			&i.Tickets,
+			&i.DailyLimits,
+			&i.BaseInfo,
+			&i.AuthorizationInfo,
+			&i.Settings,
+			&i.SettingsVersion,
+			&i.StatusReason,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const accountMoveTenant = `-- name: AccountMoveTenant :one
 UPDATE accounts
 SET tenant_id = $1, updated_at = now()

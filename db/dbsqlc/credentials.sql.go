@@ -207,6 +207,55 @@ func (q *Queries) CredentialDeferToNextQuotaDay(ctx context.Context, arg Credent
 	return err
 }
 
+const credentialDeferToNextWindow = `-- name: CredentialDeferToNextWindow :exec
+WITH next_window AS (
+    SELECT to_timestamp((floor(extract(epoch FROM coalesce($2::timestamptz, now())) / $3::float8) + 1)
+                        * $3::float8) AS at
+), deferred AS (
+    UPDATE credentials c
+    SET replace_not_before = CASE WHEN c.orphan_hold_until IS NULL THEN next_window.at ELSE c.replace_not_before END,
+        last_error_code = $4::int,
+        last_error_message = $5::text
+    FROM next_window, credential_schedule s
+    WHERE (c.account_id, c.kind) IN (SELECT unnest($6::bigint[]), unnest($7::text[]))
+      AND s.account_id = c.account_id
+      AND s.kind = c.kind
+      AND s.refresh_at <= coalesce($2::timestamptz, now())
+    RETURNING c.account_id, c.kind
+)
+UPDATE credential_schedule s
+SET refresh_at = next_window.at + make_interval(secs => random() * $1::float8)
+FROM deferred, next_window
+WHERE s.account_id = deferred.account_id
+  AND s.kind = deferred.kind
+`
+
+type CredentialDeferToNextWindowParams struct {
+	JitterSeconds float64
+	Now           *time.Time
+	WindowSeconds float64
+	ErrorCode     int32
+	Message       string
+	AccountIds    []int64
+	Kinds         []string
+}
+
+// CredentialDeferToNextWindow parks credentials whose API has no calls left in the hourly
+// ledger's current window (see UpstreamCallsHourlyCount) until shortly after the next
+// window starts, and says why.
+func (q *Queries) CredentialDeferToNextWindow(ctx context.Context, arg CredentialDeferToNextWindowParams) error {
+	_, err := q.db.Exec(ctx, credentialDeferToNextWindow,
+		arg.JitterSeconds,
+		arg.Now,
+		arg.WindowSeconds,
+		arg.ErrorCode,
+		arg.Message,
+		arg.AccountIds,
+		arg.Kinds,
+	)
+	return err
+}
+
 const credentialDeleteKinds = `-- name: CredentialDeleteKinds :execrows
 DELETE FROM credentials
 WHERE account_id = $1
@@ -689,7 +738,7 @@ WITH due AS (
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
-       a.secret_ciphertext, a.secret_key_id,
+       a.corp_id, a.secret_ciphertext, a.secret_key_id,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
        t.generation AS token_generation
 FROM due
@@ -719,6 +768,7 @@ type CredentialLockDueRow struct {
 	AccountStatus      string
 	TokenMode          string
 	DailyLimits        []byte
+	CorpID             *string
 	SecretCiphertext   []byte
 	SecretKeyID        *string
 	TokenCiphertext    []byte
@@ -762,6 +812,7 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 			&i.AccountStatus,
 			&i.TokenMode,
 			&i.DailyLimits,
+			&i.CorpID,
 			&i.SecretCiphertext,
 			&i.SecretKeyID,
 			&i.TokenCiphertext,

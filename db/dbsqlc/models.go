@@ -32,7 +32,7 @@ type Account struct {
 	SecretKeyID *string
 	// stable: cgi-bin/stable_token in normal mode (idempotent, preferred); classic: cgi-bin/token (every call kills the previous token after the overlap).
 	TokenMode string
-	// Which tickets wxhub keeps fresh for the account: jsapi, wx_card (official accounts), agent_config (WeCom).
+	// Which tickets wxhub keeps fresh for the account: jsapi, wx_card (official accounts), agent_config (WeCom). For a WeCom app jsapi is the corp's ticket, kept by at most one app of the corp (accounts_corp_jsapi_keeper).
 	Tickets []string
 	// Per-API daily call limits that override WeChat's defaults, e.g. {"token": 200} for a test account.
 	DailyLimits []byte
@@ -156,6 +156,20 @@ type UpstreamCall struct {
 	Calls int32
 	// The limit wxhub enforced at the last count (WeChat's limit, or the account's override, minus the reserve).
 	DailyLimit int32
+}
+
+// Calls wxhub made per scope (corp:<corp_id> or account:<id>), API and limit window (the clock hour), for WeCom's hourly ticket limits.
+type UpstreamCallsHourly struct {
+	// What the limit counts for: corp:<corp_id> for the corp's jsapi ticket, account:<id> for an app's agent_config ticket.
+	Scope string
+	// The WeCom API called: wecom_get_jsapi_ticket or wecom_agent_ticket.
+	Api string
+	// Start of the window the calls were made in: the clock hour, or a shorter window in tests.
+	WindowStart time.Time
+	// Calls made in the window: counted by the claim before the call, given back when the claim ended without calling WeCom.
+	Calls int32
+	// The limit wxhub enforced in the window.
+	HourlyLimit int32
 }
 
 // One row per account: its status, how many of its credentials hold no valid value, the earliest expiry, the worst run of failed attempts; no secret or value columns.

@@ -10,6 +10,110 @@ import (
 	"time"
 )
 
+const upstreamCallsHourlyCount = `-- name: UpstreamCallsHourlyCount :many
+WITH input AS (
+    SELECT unnest($1::text[]) AS scope, unnest($2::text[]) AS api,
+           unnest($3::int[]) AS hourly_limit
+), win AS (
+    SELECT to_timestamp(floor(extract(epoch FROM coalesce($4::timestamptz, now())) / $5::float8)
+                        * $5::float8) AS start
+)
+INSERT INTO upstream_calls_hourly AS u (scope, api, window_start, calls, hourly_limit)
+SELECT input.scope, input.api, win.start, 1, input.hourly_limit
+FROM input, win
+WHERE input.hourly_limit > 0
+ON CONFLICT (scope, api, window_start) DO UPDATE
+    SET calls = u.calls + 1, hourly_limit = excluded.hourly_limit
+    WHERE u.calls < excluded.hourly_limit
+RETURNING u.scope, u.api, u.window_start
+`
+
+type UpstreamCallsHourlyCountParams struct {
+	Scopes        []string
+	Apis          []string
+	HourlyLimits  []int32
+	Now           *time.Time
+	WindowSeconds float64
+}
+
+type UpstreamCallsHourlyCountRow struct {
+	Scope       string
+	Api         string
+	WindowStart time.Time
+}
+
+// UpstreamCallsHourlyCount is a step of a claim: it counts one call per input row in the
+// hourly ledger's current window, unless that would pass the row's limit, and returns the
+// rows it counted with their window. The window is the database's time truncated to
+// window_seconds since the epoch (the clock hour for 3600). A scope and API appear at most
+// once in the input.
+func (q *Queries) UpstreamCallsHourlyCount(ctx context.Context, arg UpstreamCallsHourlyCountParams) ([]UpstreamCallsHourlyCountRow, error) {
+	rows, err := q.db.Query(ctx, upstreamCallsHourlyCount,
+		arg.Scopes,
+		arg.Apis,
+		arg.HourlyLimits,
+		arg.Now,
+		arg.WindowSeconds,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UpstreamCallsHourlyCountRow{}
+	for rows.Next() {
+		var i UpstreamCallsHourlyCountRow
+		if err := rows.Scan(&i.Scope, &i.Api, &i.WindowStart); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const upstreamCallsHourlyPrune = `-- name: UpstreamCallsHourlyPrune :execrows
+DELETE FROM upstream_calls_hourly
+WHERE window_start < now() - make_interval(hours => $1::int)
+`
+
+// UpstreamCallsHourlyPrune deletes the hourly ledger's windows that began before the
+// retention: only the current window decides anything.
+func (q *Queries) UpstreamCallsHourlyPrune(ctx context.Context, keepHours int32) (int64, error) {
+	result, err := q.db.Exec(ctx, upstreamCallsHourlyPrune, keepHours)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const upstreamCallsHourlyRefund = `-- name: UpstreamCallsHourlyRefund :execrows
+UPDATE upstream_calls_hourly
+SET calls = calls - 1
+WHERE scope = $1
+  AND api = $2
+  AND window_start = $3
+  AND calls > 0
+`
+
+type UpstreamCallsHourlyRefundParams struct {
+	Scope       string
+	Api         string
+	WindowStart time.Time
+}
+
+// UpstreamCallsHourlyRefund gives back a call counted in the hourly ledger by a claim that
+// did not call: it was not claimed after all (busy, over the daily limit), or it ended
+// before calling WeCom.
+func (q *Queries) UpstreamCallsHourlyRefund(ctx context.Context, arg UpstreamCallsHourlyRefundParams) (int64, error) {
+	result, err := q.db.Exec(ctx, upstreamCallsHourlyRefund, arg.Scope, arg.Api, arg.WindowStart)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const upstreamCallsPrune = `-- name: UpstreamCallsPrune :execrows
 DELETE FROM upstream_calls
 WHERE day < ((now() AT TIME ZONE 'UTC') + interval '8 hours')::date - $1::int
