@@ -30,10 +30,18 @@ var validKinds = map[string]bool{
 // missing or zero entries take the defaults on creation and keep their
 // current value on update. The simulator never returns Secret.
 type Account struct {
-	AppID  string         `json:"appid"`
-	Secret string         `json:"secret,omitempty"`
-	Kind   string         `json:"kind,omitempty"`
-	Quotas map[string]int `json:"quotas,omitempty"`
+	AppID  string `json:"appid"`
+	Secret string `json:"secret,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	// CallbackToken, EncodingAESKey and CallbackURL are a component's
+	// authorization-event settings (kind component, given in the same
+	// request). A callback URL needs the other two; the simulator then
+	// pushes verify tickets and events there. Like Secret, the token and
+	// the key are never returned.
+	CallbackToken  string         `json:"callback_token,omitempty"`
+	EncodingAESKey string         `json:"encoding_aes_key,omitempty"`
+	CallbackURL    string         `json:"callback_url,omitempty"`
+	Quotas         map[string]int `json:"quotas,omitempty"`
 }
 
 // ErrInvalidAccount is wrapped by AddAccount's errors for a malformed account.
@@ -56,6 +64,10 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 	}
 	if in.Kind != "" && !validKinds[in.Kind] {
 		return Account{}, false, fmt.Errorf("%w: unknown kind %q", ErrInvalidAccount, in.Kind)
+	}
+	settings, err := parseComponentSettings(in)
+	if err != nil {
+		return Account{}, false, err
 	}
 	var quotas [numQuotaAPIs]int
 	for name, limit := range in.Quotas {
@@ -86,6 +98,7 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 			a.quotas[i] = limit
 		}
 	}
+	s.applyComponentSettingsLocked(wd, a, settings)
 	return a.infoLocked(), !loaded, nil
 }
 

@@ -17,6 +17,11 @@ const (
 	apiStableToken
 	apiGetTicket
 	apiDomainIP
+	apiComponentToken
+	apiCreatePreAuthCode
+	apiQueryAuth
+	apiAuthorizerToken
+	apiGetAuthorizerInfo
 	apiQuotaGet
 	apiClearQuota
 	apiMediaUpload
@@ -37,6 +42,13 @@ const (
 	APIClearQuota     = "clear_quota"
 	APIMediaUpload    = "media_upload"
 	APIMediaGet       = "media_get"
+
+	// The third-party platform's APIs under /cgi-bin/component/.
+	APIComponentToken    = "api_component_token"
+	APICreatePreAuthCode = "api_create_preauthcode"
+	APIQueryAuth         = "api_query_auth"
+	APIAuthorizerToken   = "api_authorizer_token"
+	APIGetAuthorizerInfo = "api_get_authorizer_info"
 )
 
 var apiNames = [numAPIs]string{
@@ -44,6 +56,13 @@ var apiNames = [numAPIs]string{
 	apiStableToken: APIStableToken,
 	apiGetTicket:   APIGetTicket,
 	apiDomainIP:    APIGetAPIDomainIP,
+
+	apiComponentToken:    APIComponentToken,
+	apiCreatePreAuthCode: APICreatePreAuthCode,
+	apiQueryAuth:         APIQueryAuth,
+	apiAuthorizerToken:   APIAuthorizerToken,
+	apiGetAuthorizerInfo: APIGetAuthorizerInfo,
+
 	apiQuotaGet:    APIQuotaGet,
 	apiClearQuota:  APIClearQuota,
 	apiMediaUpload: APIMediaUpload,
@@ -58,6 +77,8 @@ type tokenKind int
 
 const (
 	kindClassic tokenKind = iota
+	kindComponent
+	kindAuthorizer
 	kindStable
 	numTokenKinds
 )
@@ -66,9 +87,16 @@ const (
 const (
 	TokenKindClassic = "classic"
 	TokenKindStable  = "stable"
+	// TokenKindComponent is the component_access_token, TokenKindAuthorizer
+	// an authorizer_access_token (counted for the authorizer's appid).
+	TokenKindComponent  = "component"
+	TokenKindAuthorizer = "authorizer"
 )
 
-var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable}
+var tokenKindNames = [numTokenKinds]string{
+	kindClassic: TokenKindClassic, kindStable: TokenKindStable,
+	kindComponent: TokenKindComponent, kindAuthorizer: TokenKindAuthorizer,
+}
 
 // life is when an issued credential, access token or ticket, stops working.
 // Its fields are guarded by the owning account's mu.
@@ -185,6 +213,8 @@ type account struct {
 
 	month  int // quota month that clears belongs to
 	clears int
+
+	comp *componentState // a component's state; nil for other kinds
 
 	classic []*tokenRecord // live classic tokens, oldest first; the last is current
 	stable  []*tokenRecord // stable tokens not superseded, oldest first; the last is current
@@ -338,6 +368,7 @@ func (ix *tokenIndex) remove(token string) {
 type world struct {
 	accounts sync.Map // appid → *account; read-mostly, so no global lock on the hot path
 	tokens   tokenIndex
+	pushers  pushers // the components' ticket pushers, stopped with the world
 	faults   faultTable
 	media    sync.Map // media_id → *mediaRecord
 	// orphan counts calls that cannot be attributed to a known appid: unknown

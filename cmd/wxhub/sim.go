@@ -38,6 +38,8 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	ttl := fs.Duration("token-ttl", 7200*time.Second, "lifetime of issued tokens and tickets (expires_in)")
 	overlap := fs.Duration("overlap", 300*time.Second, "how long a superseded token keeps working (shorter than --token-ttl)")
 	survivors := fs.Int("classic-survivors", wechatsim.DefaultClassicSurvivors, "how many superseded classic tokens (and tickets of a type) stay alive beside the current one; a fetch that would leave more kills the oldest at once")
+	ticketInterval := fs.Duration("ticket-interval", wechatsim.DefaultTicketInterval, "how often each component with a callback_url gets a component_verify_ticket pushed (the first at once); negative: only on POST /sim/component/ticket")
+	keepRefresh := fs.Bool("keep-refresh-token", false, "api_authorizer_token answers the refresh token it was given instead of rotating it")
 	var accounts accountFlags
 	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind] (repeatable)")
 	fs.Usage = func() {
@@ -57,7 +59,11 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: --classic-survivors %d must be at least 1: WeChat promises that the old and the new token work together", errUsage, *survivors)
 	}
 
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors})
+	sim := wechatsim.New(wechatsim.Config{
+		TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors,
+		Component: wechatsim.ComponentConfig{TicketInterval: *ticketInterval, KeepRefreshToken: *keepRefresh},
+	})
+	defer sim.Close()
 	for _, a := range accounts {
 		if err := sim.AddAccount(a); err != nil {
 			return fmt.Errorf("account %s: %w", a.AppID, err)
