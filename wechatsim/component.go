@@ -276,8 +276,8 @@ func (p *pushers) stop() {
 
 // Close stops the ticket pushers and waits for pushes in flight to end. The
 // simulator still answers requests; components configured afterwards get no
-// automatic pushes. Tests that give a component a callback URL close the
-// simulator before their receiver goes away.
+// automatic pushes until Reset. Tests that give a component a callback URL
+// close the simulator before their receiver goes away.
 func (s *Simulator) Close() { s.world.Load().pushers.stop() }
 
 // pushTickets pushes a verify ticket to a's callback URL at once and then

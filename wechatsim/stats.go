@@ -25,9 +25,10 @@ type Stats struct {
 // is a different number: by default only served calls count against it.
 //
 // A "use" is any request that presents an access token for checking:
-// get_api_domain_ip, getticket, quota_get and clear_quota. It is accepted
-// when the token was live at that instant and rejected otherwise, with the
-// errcode given (40001, 41001 or 42001).
+// get_api_domain_ip, getticket, quota_get and clear_quota, and the component
+// APIs with their component_access_token. It is accepted when the token was
+// live at that instant and rejected otherwise, with the errcode given (40001,
+// 41001 or 42001; 61014 or 61015 for a token of the wrong kind).
 type Counters struct {
 	// Calls counts requests per API name (APIToken …); every name is present.
 	Calls map[string]int64 `json:"calls"`
