@@ -39,6 +39,8 @@ type receiver struct {
 	reply   string
 	status  int
 	defects []string // what was wrong with pushes that arrived
+	// hook, when set, sees each event before the push is answered.
+	hook func(callback.Event)
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -72,7 +74,7 @@ func (rc *receiver) defect(format string, args ...any) {
 
 func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
-	keys, status, reply := rc.keys, rc.status, rc.reply
+	keys, status, reply, hook := rc.keys, rc.status, rc.reply, rc.hook
 	rc.mu.Unlock()
 	q := r.URL.Query()
 	body, err := io.ReadAll(r.Body)
@@ -84,38 +86,41 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	case q.Get("encrypt_type") != "aes" || q.Get("timestamp") == "" || q.Get("nonce") == "":
 		rc.defect("query %s", r.URL.RawQuery)
 	default:
-		rc.read(keys, q, body)
+		if ev, ok := rc.read(keys, q, body); ok && hook != nil {
+			hook(ev)
+		}
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, reply)
 }
 
-// read checks and decrypts one push.
-func (rc *receiver) read(keys []callback.Key, q url.Values, body []byte) {
+// read checks and decrypts one push, and queues its event.
+func (rc *receiver) read(keys []callback.Key, q url.Values, body []byte) (callback.Event, bool) {
 	env, err := callback.ParseEnvelope(body)
 	if err != nil {
 		rc.defect("envelope: %v", err)
-		return
+		return callback.Event{}, false
 	}
 	if !callback.VerifySignature(compToken, q.Get("timestamp"), q.Get("nonce"), env.Encrypt, q.Get("msg_signature")) {
 		rc.defect("bad msg_signature")
-		return
+		return callback.Event{}, false
 	}
 	plain, err := callback.Decrypt(keys, compApp, env.Encrypt)
 	if err != nil {
 		rc.defect("decrypt: %v", err)
-		return
+		return callback.Event{}, false
 	}
 	ev, err := callback.ParseEvent(plain)
 	if err != nil {
 		rc.defect("event: %v", err)
-		return
+		return callback.Event{}, false
 	}
 	if env.AppID != compApp || ev.AppID != compApp || fmt.Sprint(ev.CreateTime) != q.Get("timestamp") {
 		rc.defect("event %+v in envelope of %s at %s", ev, env.AppID, q.Get("timestamp"))
-		return
+		return callback.Event{}, false
 	}
 	rc.events <- ev
+	return ev, true
 }
 
 // next waits for the next pushed event.

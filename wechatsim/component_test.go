@@ -60,6 +60,30 @@ func TestResetStopsTheTicketPushers(t *testing.T) {
 	require.Empty(t, rc.events, "no push after Reset")
 }
 
+func TestPushedTicketAndCodeWorkBeforeThePushIsAnswered(t *testing.T) {
+	tb, rc := componentSetup(t, Config{})
+	var ctoken string
+	var codes []int
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.hook = func(ev callback.Event) {
+		switch ev.InfoType {
+		case callback.InfoTypeVerifyTicket:
+			ans := tb.componentToken(t, ev.ComponentVerifyTicket)
+			ctoken = ans.ComponentAccessToken
+			codes = append(codes, ans.ErrCode)
+		case callback.InfoTypeAuthorized:
+			codes = append(codes, tb.queryAuth(t, ctoken, ev.AuthorizationCode).ErrCode)
+		}
+	}
+	rc.mu.Unlock()
+	tb.pushTicket(t)
+	tb.authorize(t, Authorization{AuthorizerAppID: merchantA, Action: ActionAuthorize})
+	rc.mu.Lock()
+	require.Equal(t, []int{0, 0}, codes, "the receiver called the APIs while its push was waiting for the answer")
+	require.Empty(t, rc.defects)
+}
+
 func TestPushesCountRepliesOtherThanSuccessAsFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
