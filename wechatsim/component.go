@@ -1,6 +1,7 @@
 package wechatsim
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -455,7 +455,7 @@ func (s *Simulator) post(ctx context.Context, appid string, target pushTarget, e
 	q.Set("msg_signature", callback.Signature(target.token, timestamp, nonce, enc))
 	u.RawQuery = q.Encode()
 	body := callback.Envelope{AppID: appid, Encrypt: enc}.Marshal()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return false, "not sent: " + err.Error()
 	}

@@ -171,8 +171,10 @@ func (s *Simulator) grantLocked(cs *componentState, m *account, in Authorization
 	if in.Info != nil {
 		auth.info = mergeAuthorizerInfo(auth.info, *in.Info)
 	}
+	// Used codes answer 61009 whether remembered or not; expired ones are
+	// remembered a while to answer 61010.
 	for code, g := range cs.codes {
-		if g.used || !now.Before(g.expiresAt) {
+		if g.used || now.Sub(g.expiresAt) >= forgetAfter {
 			delete(cs.codes, code)
 		}
 	}

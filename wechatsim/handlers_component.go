@@ -396,15 +396,15 @@ func (s *Simulator) handleGetAuthorizerInfo(w http.ResponseWriter, r *http.Reque
 	if !ok {
 		return
 	}
+	if req.AuthorizerAppID == "" {
+		c.fail(CodeMissingAppID)
+		return
+	}
 	a.mu.Lock()
 	auth := a.comp.auths[req.AuthorizerAppID]
-	if req.AuthorizerAppID == "" || auth == nil || !auth.active {
+	if auth == nil || !auth.active {
 		a.mu.Unlock()
-		if req.AuthorizerAppID == "" {
-			c.fail(CodeMissingAppID)
-		} else {
-			c.fail(CodeNotAuthorized)
-		}
+		c.fail(CodeNotAuthorized)
 		return
 	}
 	ans := AuthorizerInfoAnswer{
