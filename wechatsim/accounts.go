@@ -7,8 +7,10 @@ import (
 )
 
 // Account kinds, spelled as wxhub spells them. The simulator stores the kind
-// and reports it; every kind gets the official-account and mini-program
-// endpoints, and a wecom_app also WeCom's under WeComPrefix.
+// and reports it. A component gets the /cgi-bin/component/ endpoints and is
+// refused token and stable_token (61024), as WeChat does; the other kinds get
+// the official-account endpoints, and a wecom_app also WeCom's under
+// WeComPrefix.
 const (
 	KindOfficialAccount = "official_account"
 	KindMiniProgram     = "mini_program"
@@ -30,15 +32,23 @@ var validKinds = map[string]bool{
 // missing or zero entries take the defaults on creation and keep their
 // current value on update. The simulator never returns Secret.
 type Account struct {
-	AppID  string         `json:"appid"`
-	Secret string         `json:"secret,omitempty"`
-	Kind   string         `json:"kind,omitempty"`
-	Quotas map[string]int `json:"quotas,omitempty"`
+	AppID  string `json:"appid"`
+	Secret string `json:"secret,omitempty"`
+	Kind   string `json:"kind,omitempty"`
 	// CorpID and AgentID identify a WeCom app (kind wecom_app, where both are
 	// required); Secret is then the app's corpsecret. AppID stays the key the
 	// simulator's own endpoints know the app by.
 	CorpID  string `json:"corpid,omitempty"`
 	AgentID int64  `json:"agentid,omitempty"`
+	// CallbackToken, EncodingAESKey and CallbackURL are a component's
+	// authorization-event settings (kind component, given in the same
+	// request). A callback URL needs the other two; the simulator then
+	// pushes verify tickets and events there. Like Secret, the token and
+	// the key are never returned.
+	CallbackToken  string         `json:"callback_token,omitempty"`
+	EncodingAESKey string         `json:"encoding_aes_key,omitempty"`
+	CallbackURL    string         `json:"callback_url,omitempty"`
+	Quotas         map[string]int `json:"quotas,omitempty"`
 }
 
 // ErrInvalidAccount is wrapped by AddAccount's errors for a malformed account.
@@ -61,6 +71,10 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 	}
 	if in.Kind != "" && !validKinds[in.Kind] {
 		return Account{}, false, fmt.Errorf("%w: unknown kind %q", ErrInvalidAccount, in.Kind)
+	}
+	settings, err := parseComponentSettings(in)
+	if err != nil {
+		return Account{}, false, err
 	}
 	var quotas [numQuotaAPIs]int
 	for name, limit := range in.Quotas {
@@ -100,6 +114,7 @@ func (s *Simulator) upsertAccount(in Account) (Account, bool, error) {
 			a.quotas[i] = limit
 		}
 	}
+	s.applyComponentSettingsLocked(wd, a, settings)
 	return a.infoLocked(), !loaded, nil
 }
 

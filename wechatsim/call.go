@@ -154,6 +154,11 @@ func (c *call) useToken(method string, faults bool) (rec *tokenRecord, ok bool) 
 		c.counters().use(CodeInvalidCredential)
 		c.fail(CodeInvalidCredential)
 		return nil, false
+	case rec.kind == kindComponent:
+		// A component_access_token is only for the component APIs.
+		c.counters().use(CodeNeedsAccountToken)
+		c.fail(CodeNeedsAccountToken)
+		return nil, false
 	}
 	if faults && c.injectFaults() {
 		return nil, false

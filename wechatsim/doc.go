@@ -37,6 +37,14 @@
 //     (Config.QuotaZone, default nil for UTC+8).
 //   - Refused calls are free: a call answered with an errcode does not count
 //     against the daily quota (Config.CountRefusedCalls, default false).
+//   - Third-party platforms: every verify ticket push brings a new ticket, and
+//     each pushed ticket is accepted for its own 12 hours, delivered or not.
+//     Component and authorizer tokens follow the classic-token rules.
+//     api_authorizer_token rotates the refresh token and the previous one
+//     stops working at once (ComponentConfig.KeepRefreshToken, default
+//     false). A revoked authorization kills its access tokens at once. A
+//     push counts as delivered only when answered HTTP 200 and exactly
+//     "success".
 //
 // Everything that touches one appid is serialized by that account's mutex;
 // accounts, issued tokens and faults are looked up through structures that do

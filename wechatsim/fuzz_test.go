@@ -23,7 +23,9 @@ var fuzzClock = time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
 // one JSON document, and /sim/accounts never returns the secret. stable_token
 // answers 5xx or HTML only when the faults in force for the appid it names ask
 // for exactly that, one JSON document otherwise, and issues a token only for
-// the appid and secret of the account created by the first body.
+// the appid and secret of the account created by the first body, never for
+// a component. (Automatic ticket pushes are off: a fuzz input must not send
+// requests to the URLs it makes up.)
 func FuzzSimulatorBodies(f *testing.F) {
 	accounts := []string{
 		`{"appid":"wx_a","secret":"secret_a"}`,
@@ -33,6 +35,9 @@ func FuzzSimulatorBodies(f *testing.F) {
 		`{"appid":"","secret":"s"}`,
 		`{"appid":"wx_a","kind":"bank"}`,
 		`{"appid":"wx_a","secret":""}`,
+		`{"appid":"wx_a","secret":"secret_a","kind":"component","callback_token":"t","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG","callback_url":"http://127.0.0.1:1/cb"}`,
+		`{"appid":"wx_a","secret":"secret_a","kind":"component","encoding_aes_key":"short"}`,
+		`{"appid":"wx_a","secret":"secret_a","callback_url":"http://127.0.0.1:1/cb"}`,
 		`[]`,
 		`not json`,
 		``,
@@ -80,7 +85,7 @@ func FuzzSimulatorBodies(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, accountBody, faultsBody, stableBody []byte) {
-		sim := New(Config{Now: func() time.Time { return fuzzClock }})
+		sim := New(Config{Now: func() time.Time { return fuzzClock }, Component: ComponentConfig{TicketInterval: -1}})
 
 		status, body := fuzzSimPost(t, sim, "/sim/accounts", accountBody)
 		created := status == http.StatusOK || status == http.StatusCreated
@@ -89,8 +94,10 @@ func FuzzSimulatorBodies(f *testing.F) {
 			if err := json.Unmarshal(body, &out); err != nil {
 				t.Fatalf("POST /sim/accounts %q answered %d with %q, not an object: %v", accountBody, status, body, err)
 			}
-			if _, ok := out["secret"]; ok {
-				t.Fatalf("POST /sim/accounts %q answered the secret: %s", accountBody, body)
+			for _, secret := range []string{"secret", "callback_token", "encoding_aes_key"} {
+				if _, ok := out[secret]; ok {
+					t.Fatalf("POST /sim/accounts %q answered the %s: %s", accountBody, secret, body)
+				}
 			}
 		}
 
@@ -134,7 +141,8 @@ func FuzzSimulatorBodies(f *testing.F) {
 			t.Fatalf("POST %s succeeded without a usable token: %s", pathStableToken, body)
 		case !created:
 			t.Fatalf("POST %s issued a token though no account was created: %s", pathStableToken, body)
-		case req.GrantType != grantClientCredential || req.AppID != acct.AppID || req.Secret == "" || req.Secret != acct.Secret:
+		case req.GrantType != grantClientCredential || req.AppID != acct.AppID || req.Secret == "" || req.Secret != acct.Secret ||
+			acct.Kind == KindComponent:
 			t.Fatalf("POST %s issued a token for %+v; the account is %+v", pathStableToken, req, acct)
 		}
 	})

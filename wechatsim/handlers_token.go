@@ -47,6 +47,11 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	a := c.acct
 	now := s.now()
 	a.mu.Lock()
+	if a.kind == KindComponent {
+		a.mu.Unlock()
+		c.fail(CodeUseComponentTokenAPI)
+		return
+	}
 	if !secretMatches(a.secret, secret) {
 		a.mu.Unlock()
 		c.fail(CodeInvalidSecret)
@@ -115,6 +120,12 @@ func (s *Simulator) handleStableToken(w http.ResponseWriter, r *http.Request) {
 	a := c.acct
 	now := s.now()
 	a.mu.Lock()
+	if a.kind == KindComponent {
+		// Third-party platforms have their own token API.
+		a.mu.Unlock()
+		c.fail(CodeUseComponentTokenAPI)
+		return
+	}
 	if !secretMatches(a.secret, req.Secret) {
 		a.mu.Unlock()
 		// stable_token answers a wrong secret with 40001, not 40125.

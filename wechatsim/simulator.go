@@ -71,6 +71,8 @@ type Config struct {
 	// Zero or negative means DefaultClassicSurvivors: fewer than one would
 	// break WeChat's promise that the old and the new token work together.
 	ClassicSurvivors int
+	// Component holds the settings of the third-party platform flow.
+	Component ComponentConfig
 	// QuotaZone is the time zone whose calendar days the daily quotas and the
 	// force limit count in, and whose months clear_quota's allowance counts
 	// in. Nil means China Standard Time (UTC+8). WeChat does not document when
@@ -115,6 +117,7 @@ func (c Config) withDefaults() Config {
 	if c.ClassicSurvivors <= 0 {
 		c.ClassicSurvivors = DefaultClassicSurvivors
 	}
+	c.Component = c.Component.withDefaults()
 	if c.QuotaZone == nil {
 		c.QuotaZone = chinaZone
 	}
@@ -144,8 +147,9 @@ func New(cfg Config) *Simulator {
 func (s *Simulator) now() time.Time { return s.cfg.Now() }
 
 // Reset forgets every account, token, fault and counter, as POST /sim/reset
-// does. Settings from Config are kept.
-func (s *Simulator) Reset() { s.world.Store(newWorld()) }
+// does, and stops the ticket pushers of the forgotten components. Settings
+// from Config are kept.
+func (s *Simulator) Reset() { s.world.Swap(newWorld()).pushers.stop() }
 
 // ServeHTTP serves WeChat's credential endpoints, WeCom's under WeComPrefix,
 // and the simulator-only endpoints under /sim/. WeChat-level errors are answered with HTTP 200 and an
@@ -171,6 +175,20 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleMediaUpload(w, r)
 	case pathMediaGet:
 		s.handleMediaGet(w, r)
+	case pathComponentToken:
+		s.handleComponentToken(w, r)
+	case pathCreatePreAuthCode:
+		s.handleCreatePreAuthCode(w, r)
+	case pathQueryAuth:
+		s.handleQueryAuth(w, r)
+	case pathAuthorizerToken:
+		s.handleAuthorizerToken(w, r)
+	case pathGetAuthorizerInfo:
+		s.handleGetAuthorizerInfo(w, r)
+	case "/sim/component/ticket":
+		s.handleSimComponentTicket(w, r)
+	case "/sim/component/authorization":
+		s.handleSimComponentAuthorization(w, r)
 	case "/sim/accounts":
 		s.handleSimAccounts(w, r)
 	case "/sim/stats":

@@ -17,6 +17,11 @@ const (
 	apiStableToken
 	apiGetTicket
 	apiDomainIP
+	apiComponentToken
+	apiCreatePreAuthCode
+	apiQueryAuth
+	apiAuthorizerToken
+	apiGetAuthorizerInfo
 	apiQuotaGet
 	apiClearQuota
 	apiMediaUpload
@@ -46,6 +51,13 @@ const (
 	APIWeComJSAPITicket = "wecom_get_jsapi_ticket"
 	APIWeComAgentTicket = "wecom_agent_ticket"
 	APIWeComDomainIP    = "wecom_get_api_domain_ip"
+
+	// The third-party platform's APIs under /cgi-bin/component/.
+	APIComponentToken    = "api_component_token"
+	APICreatePreAuthCode = "api_create_preauthcode"
+	APIQueryAuth         = "api_query_auth"
+	APIAuthorizerToken   = "api_authorizer_token"
+	APIGetAuthorizerInfo = "api_get_authorizer_info"
 )
 
 var apiNames = [numAPIs]string{
@@ -53,6 +65,13 @@ var apiNames = [numAPIs]string{
 	apiStableToken: APIStableToken,
 	apiGetTicket:   APIGetTicket,
 	apiDomainIP:    APIGetAPIDomainIP,
+
+	apiComponentToken:    APIComponentToken,
+	apiCreatePreAuthCode: APICreatePreAuthCode,
+	apiQueryAuth:         APIQueryAuth,
+	apiAuthorizerToken:   APIAuthorizerToken,
+	apiGetAuthorizerInfo: APIGetAuthorizerInfo,
+
 	apiQuotaGet:    APIQuotaGet,
 	apiClearQuota:  APIClearQuota,
 	apiMediaUpload: APIMediaUpload,
@@ -72,6 +91,8 @@ type tokenKind int
 
 const (
 	kindClassic tokenKind = iota
+	kindComponent
+	kindAuthorizer
 	kindStable
 	kindWeCom
 	numTokenKinds
@@ -82,9 +103,16 @@ const (
 	TokenKindClassic = "classic"
 	TokenKindStable  = "stable"
 	TokenKindWeCom   = "wecom"
+	// TokenKindComponent is the component_access_token, TokenKindAuthorizer
+	// an authorizer_access_token (counted for the authorizer's appid).
+	TokenKindComponent  = "component"
+	TokenKindAuthorizer = "authorizer"
 )
 
-var tokenKindNames = [numTokenKinds]string{kindClassic: TokenKindClassic, kindStable: TokenKindStable, kindWeCom: TokenKindWeCom}
+var tokenKindNames = [numTokenKinds]string{
+	kindClassic: TokenKindClassic, kindStable: TokenKindStable, kindWeCom: TokenKindWeCom,
+	kindComponent: TokenKindComponent, kindAuthorizer: TokenKindAuthorizer,
+}
 
 // life is when an issued credential, access token or ticket, stops working.
 // Its fields are guarded by the owning account's mu.
@@ -201,6 +229,8 @@ type account struct {
 
 	month  int // quota month that clears belongs to
 	clears int
+
+	comp *componentState // a component's state; nil for other kinds
 
 	classic []*tokenRecord // live classic tokens, oldest first; the last is current
 	stable  []*tokenRecord // stable tokens not superseded, oldest first; the last is current
@@ -356,6 +386,7 @@ func (ix *tokenIndex) remove(token string) {
 type world struct {
 	accounts sync.Map // appid → *account; read-mostly, so no global lock on the hot path
 	tokens   tokenIndex
+	pushers  pushers // the components' ticket pushers, stopped with the world
 	faults   faultTable
 	media    sync.Map // media_id → *mediaRecord
 	corps    sync.Map // WeCom corpid → *corp

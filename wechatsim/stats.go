@@ -25,9 +25,10 @@ type Stats struct {
 // is a different number: by default only served calls count against it.
 //
 // A "use" is any request that presents an access token for checking:
-// get_api_domain_ip, getticket, quota_get and clear_quota. It is accepted
-// when the token was live at that instant and rejected otherwise, with the
-// errcode given (40001, 41001 or 42001).
+// get_api_domain_ip, getticket, quota_get and clear_quota, and the component
+// APIs with their component_access_token. It is accepted when the token was
+// live at that instant and rejected otherwise, with the errcode given (40001,
+// 41001 or 42001; 61014 or 61015 for a token of the wrong kind).
 type Counters struct {
 	// Calls counts requests per API name (APIToken …); every name is present.
 	Calls map[string]int64 `json:"calls"`
@@ -58,6 +59,13 @@ type Counters struct {
 	JSSDKAccepted int64 `json:"jssdk_accepted"`
 	// JSSDKRejected counts the signatures it refused, for any reason.
 	JSSDKRejected int64 `json:"jssdk_rejected"`
+	// Pushes counts a component's pushes to its callback URL per InfoType
+	// (component_verify_ticket, authorized, updateauthorized, unauthorized),
+	// delivered or not.
+	Pushes map[string]int64 `json:"pushes"`
+	// PushFailures counts the pushes not answered with HTTP 200 and the
+	// plain text "success", including those that got no answer at all.
+	PushFailures int64 `json:"push_failures"`
 }
 
 // AccountStats is what the simulator saw for one appid.
@@ -134,6 +142,7 @@ func newCounters() Counters {
 		TokensIssuedByKind: make(map[string]int64, numTokenKinds),
 		TicketsIssued:      map[string]int64{},
 		UsesRejected:       map[int]int64{},
+		Pushes:             map[string]int64{},
 	}
 	for _, name := range apiNames {
 		c.Calls[name] = 0
@@ -175,6 +184,10 @@ func (t *Totals) add(o Counters) {
 	}
 	t.JSSDKAccepted += o.JSSDKAccepted
 	t.JSSDKRejected += o.JSSDKRejected
+	for k, v := range o.Pushes {
+		t.Pushes[k] += v
+	}
+	t.PushFailures += o.PushFailures
 }
 
 // counters is the mutable form of Counters. It has its own lock, never held
@@ -193,6 +206,8 @@ type counters struct {
 	usesRejected map[int]int64
 	jssdkOK      int64
 	jssdkBad     int64
+	pushes       map[string]int64
+	pushFailures int64
 }
 
 func (c *counters) call(x api) {
@@ -255,6 +270,19 @@ func (c *counters) forcedRefresh() {
 	c.mu.Unlock()
 }
 
+// pushed counts one push of infoType to a component's callback URL.
+func (c *counters) pushed(infoType string, delivered bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pushes == nil {
+		c.pushes = map[string]int64{}
+	}
+	c.pushes[infoType]++
+	if !delivered {
+		c.pushFailures++
+	}
+}
+
 // use counts one token check; code 0 is an accepted use.
 func (c *counters) use(code int) {
 	c.mu.Lock()
@@ -297,6 +325,8 @@ func (c *counters) snapshot() (Counters, []time.Time) {
 	}
 	out.JSSDKAccepted = c.jssdkOK
 	out.JSSDKRejected = c.jssdkBad
+	maps.Copy(out.Pushes, c.pushes)
+	out.PushFailures = c.pushFailures
 	times := slices.Clone(c.tokenTimes)
 	if times == nil {
 		times = []time.Time{}

@@ -71,6 +71,18 @@ var errMessages = map[int]string{
 	CodeIPNotRegistered:    "access clientip is not registered",
 	CodeCGIPathNotFound:    "cgi_path not found, please check",
 	CodeNeedsAdminApproval: "this call needs an administrator's approval, please wait",
+
+	// The third-party platform's codes (see component.go).
+	CodeNotAuthorized:        "component is not authorized by this account",
+	CodeTicketExpired:        "component ticket is expired",
+	CodeTicketInvalid:        "component ticket is invalid",
+	CodeAuthCodeInvalid:      "code is invalid",
+	CodeAuthCodeExpired:      "code is expired",
+	CodeInvalidComponent:     "invalid component",
+	CodeNeedsComponentToken:  "must use component token for component api",
+	CodeNeedsAccountToken:    "must use biz account token for not component api",
+	CodeRefreshTokenInvalid:  "refresh_token is invalid",
+	CodeUseComponentTokenAPI: "must use api(api_component_token) to get token for component acct",
 }
 
 // ErrorBody is WeChat's error answer.

@@ -49,6 +49,8 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	survivors := fs.Int("classic-survivors", wechatsim.DefaultClassicSurvivors, "how many superseded classic tokens (and tickets of a type) stay alive beside the current one; a fetch that would leave more kills the oldest at once")
 	sameToken := fs.Bool("wecom-same-token", false, "WeCom's gettoken answers the current token while it is valid, as WeCom documents (default: a new token on every call, the previous one overlapping like a classic WeChat token)")
 	expiredCode := fs.Int("wecom-expired-code", wechatsim.CodeInvalidAccessToken, "errcode of an expired WeCom token: 40014 or 42001")
+	ticketInterval := fs.Duration("ticket-interval", wechatsim.DefaultTicketInterval, "how often each component with a callback_url gets a component_verify_ticket pushed (the first at once); negative: only on POST /sim/component/ticket")
+	keepRefresh := fs.Bool("keep-refresh-token", false, "api_authorizer_token answers the refresh token it was given instead of rotating it")
 	var accounts accountFlags
 	fs.Var(&accounts, "account", "create an account at start: appid:secret[:kind], or appid:secret:wecom_app:corpid:agentid (repeatable)")
 	fs.Usage = func() {
@@ -71,8 +73,12 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: --classic-survivors %d must be at least 1: WeChat promises that the old and the new token work together", errUsage, *survivors)
 	}
 
-	sim := wechatsim.New(wechatsim.Config{TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors,
-		WeCom: wechatsim.WeComConfig{SameToken: *sameToken, ExpiredCode: *expiredCode}})
+	sim := wechatsim.New(wechatsim.Config{
+		TokenTTL: *ttl, Overlap: *overlap, ClassicSurvivors: *survivors,
+		WeCom:     wechatsim.WeComConfig{SameToken: *sameToken, ExpiredCode: *expiredCode},
+		Component: wechatsim.ComponentConfig{TicketInterval: *ticketInterval, KeepRefreshToken: *keepRefresh},
+	})
+	defer sim.Close()
 	for _, a := range accounts {
 		if err := sim.AddAccount(a); err != nil {
 			return fmt.Errorf("account %s: %w", a.AppID, err)
