@@ -53,6 +53,9 @@ type NewAccount struct {
 	// CorpID and AgentID identify a WeCom app (kind wecom_app, where both are required).
 	CorpID  string
 	AgentID int64
+	// Callback is a component's callback token and EncodingAESKeys; required for a
+	// component, refused for any other kind.
+	Callback *CallbackConfig
 }
 
 // Account is an account as wxhub's services see it: never the secret.
@@ -104,6 +107,9 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 	if in.DailyLimits == nil {
 		in.DailyLimits = map[string]int{}
 	}
+	if (in.Kind == "component") != (in.Callback != nil) {
+		return Account{}, fmt.Errorf("create account %s: a component needs its callback token and EncodingAESKey, and only a component has them", in.AppID)
+	}
 	limits, err := json.Marshal(in.DailyLimits)
 	if err != nil {
 		return Account{}, fmt.Errorf("create account %s: %w", in.AppID, err)
@@ -134,12 +140,27 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (Account, erro
 		if err != nil {
 			return err
 		}
+		// A component's token is fetched with the verify ticket WeChat pushes, so it waits
+		// for the first one.
+		due := map[string]bool{"access_token": in.Kind != "component"}
 		kinds := []string{"access_token"}
 		for _, t := range in.Tickets {
 			kinds = append(kinds, ticketKinds[t])
 		}
+		if in.Kind == "component" {
+			kinds = append(kinds, "verify_ticket")
+			keyID, sealed, err := s.sealCallback(row.ID, *in.Callback)
+			if err != nil {
+				return err
+			}
+			if err := q.ComponentCallbackInsert(ctx, dbsqlc.ComponentCallbackInsertParams{
+				TenantID: tenant.ID, AccountID: row.ID, ConfigCiphertext: sealed, ConfigKeyID: keyID,
+			}); err != nil {
+				return err
+			}
+		}
 		for _, kind := range kinds {
-			if _, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: tenant.ID, AccountID: row.ID, Kind: kind}); err != nil {
+			if _, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: tenant.ID, AccountID: row.ID, Kind: kind, Due: due[kind]}); err != nil {
 				return err
 			}
 		}
@@ -549,6 +570,14 @@ func PromisedUntil(expiresAt time.Time, replaceNotBefore *time.Time, rotates boo
 	return expiresAt
 }
 
+// Rotates tells whether every fetch of a credential issues a new value that kills the
+// previous one after the overlap: all but the access token of an official account or mini
+// program fetched with stable_token, which returns the current token while it lives.
+func Rotates(accountKind, kind, tokenMode string) bool {
+	stable := (accountKind == "official_account" || accountKind == "mini_program") && kind == "access_token" && tokenMode == "stable"
+	return !stable
+}
+
 // LoadCredential reads one credential by appid and kind for an API node's cache.
 func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedCredential, error) {
 	row, err := s.q.CredentialGetByAppID(ctx, dbsqlc.CredentialGetByAppIDParams{Appid: appid, Kind: kind})
@@ -559,7 +588,7 @@ func (s *Store) LoadCredential(ctx context.Context, appid, kind string) (CachedC
 		AccountStatus: row.AccountStatus, Generation: row.Generation, ReplaceNotBefore: row.ReplaceNotBefore,
 		RefreshRequested: row.RefreshRequested, StatusReason: row.StatusReason, RefreshAt: row.RefreshAt,
 		Refreshing: row.Refreshing, FetchMayHaveStarted: row.FetchMayHaveStarted, ReadAt: row.ReadAt,
-		Rotates: row.Kind != "access_token" || row.TokenMode == "classic"}
+		Rotates: Rotates(row.AccountKind, row.Kind, row.TokenMode)}
 	if row.LastErrorCode != nil {
 		c.LastErrorCode = int(*row.LastErrorCode)
 	}

@@ -202,7 +202,7 @@ func TestNewCredentialIsDueAtOnceAndEmpty(t *testing.T) {
 	})
 	require.NoError(t, err)
 	now := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
-	cred, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: tenant.ID, AccountID: acct.ID, Kind: "access_token", Now: &now})
+	cred, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: tenant.ID, AccountID: acct.ID, Kind: "access_token", Due: true, Now: &now})
 	require.NoError(t, err)
 	require.True(t, cred.RefreshAt.Equal(now))
 	ticket, err := q.CredentialInsert(ctx, dbsqlc.CredentialInsertParams{TenantID: tenant.ID, AccountID: acct.ID, Kind: "jsapi_ticket", Now: &now})

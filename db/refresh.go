@@ -91,6 +91,9 @@ type Claim struct {
 	Current     string     // the stored value, "" before the first fetch
 	ExpiresAt   *time.Time // of the stored value
 	AccessToken string     // for tickets: the account's access token
+	// VerifyTicket is, for a component's access token, the latest component_verify_ticket
+	// WeChat pushed, "" when none is younger than VerifyTicketLifetime.
+	VerifyTicket string
 	// TokenGeneration is the generation of AccessToken, to ask for a compare-and-refresh
 	// when WeChat rejects it.
 	TokenGeneration int64
@@ -321,8 +324,12 @@ func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimR
 		cl.TokenGeneration = *d.TokenGeneration
 	}
 	if d.TokenExpiresAt != nil && time.Now().Before(*d.TokenExpiresAt) {
-		if cl.AccessToken, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(d.AccountID, "access_token")); err != nil {
-			cl.OpenErr = fmt.Errorf("access_token of account %s: %w", d.Appid, err)
+		dependency, into := "access_token", &cl.AccessToken
+		if d.Kind == "access_token" {
+			dependency, into = "verify_ticket", &cl.VerifyTicket
+		}
+		if *into, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(d.AccountID, dependency)); err != nil {
+			cl.OpenErr = fmt.Errorf("%s of account %s: %w", dependency, d.Appid, err)
 		}
 	}
 	return cl

@@ -29,7 +29,7 @@ func (s *Store) CheckKeyRing(ctx context.Context) error {
 
 // RotationProgress reports how far a rotation got.
 type RotationProgress struct {
-	Secrets, Credentials int // rows re-encrypted so far
+	Secrets, Credentials int // rows re-encrypted so far (secrets: AppSecrets and components' callback settings)
 	Skipped              int // rows changed concurrently (a newer write is under the current key already)
 }
 
@@ -59,6 +59,34 @@ func (s *Store) RotateKeys(ctx context.Context, batch int, progress func(Rotatio
 			})
 			if err != nil {
 				return p, fmt.Errorf("rotate secret of account %s: %w", r.Appid, err)
+			}
+			if n == 0 {
+				p.Skipped++
+			} else {
+				p.Secrets++
+			}
+		}
+		progress(p)
+	}
+	for after = 0; ; {
+		rows, err := s.q.ComponentCallbacksNotUnderKey(ctx, dbsqlc.ComponentCallbacksNotUnderKeyParams{CurrentKeyID: current, AfterID: after, Max: int32(batch)})
+		if err != nil {
+			return p, fmt.Errorf("rotate callback settings: %w", err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			after = r.AccountID
+			keyID, ct, err := s.reseal(&r.ConfigKeyID, r.ConfigCiphertext, callbackAD(r.AccountID))
+			if err != nil {
+				return p, fmt.Errorf("rotate callback settings of account %d: %w", r.AccountID, err)
+			}
+			n, err := s.q.ComponentCallbackReencrypt(ctx, dbsqlc.ComponentCallbackReencryptParams{
+				AccountID: r.AccountID, NewCiphertext: ct, NewKeyID: *keyID, OldKeyID: r.ConfigKeyID, OldCiphertext: r.ConfigCiphertext,
+			})
+			if err != nil {
+				return p, fmt.Errorf("rotate callback settings of account %d: %w", r.AccountID, err)
 			}
 			if n == 0 {
 				p.Skipped++

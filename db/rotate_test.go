@@ -61,6 +61,10 @@ func TestRotationReencryptsOnlineAndOldKeyCanLeave(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 	accounts := seed(t, db.NewStore(pool, ring(t, keyA)), 300)
+	// A component's callback settings are sealed apart from its secret, and rotate too.
+	callback := db.CallbackConfig{Token: "pushtoken", AESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
+	_, err = db.NewStore(pool, ring(t, keyA)).CreateAccount(ctx, db.NewAccount{Tenant: "acme", AppID: "wxcomponent01", Kind: "component", Secret: "component-secret", Callback: &callback})
+	require.NoError(t, err)
 
 	rotating := db.NewStore(pool, ring(t, keyB+","+keyA))
 	require.NoError(t, rotating.CheckKeyRing(ctx))
@@ -89,7 +93,7 @@ func TestRotationReencryptsOnlineAndOldKeyCanLeave(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	require.NoError(t, err)
-	require.Equal(t, 300, p.Secrets)
+	require.Equal(t, 300+2, p.Secrets, "AppSecrets, the component's included, and its callback settings")
 	require.Equal(t, 300, p.Credentials)
 	require.GreaterOrEqual(t, reports, 12, "progress is reported per batch")
 	require.Positive(t, reads.Load())
@@ -101,6 +105,9 @@ func TestRotationReencryptsOnlineAndOldKeyCanLeave(t *testing.T) {
 	c, err := onlyB.GetCredential(ctx, accounts[7].ID, "access_token")
 	require.NoError(t, err)
 	require.Equal(t, "token-"+accounts[7].AppID, c.Value)
+	comp, err := onlyB.GetComponentEndpoint(ctx, "wxcomponent01")
+	require.NoError(t, err)
+	require.Equal(t, callback, comp.Callback)
 	res, err := onlyB.ClaimDue(ctx, db.ClaimRequest{Worker: "t", Max: 1, Lease: time.Minute,
 		Plan: func(db.Due) (db.Plan, error) { return db.Plan{API: "stable_token", DailyLimit: 1000}, nil }})
 	require.NoError(t, err)

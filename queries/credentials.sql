@@ -1,11 +1,13 @@
 -- name: CredentialInsert :one
 -- CredentialInsert creates the empty row of a credential the account needs, with its
--- schedule. An access token is due at once; tickets wait (refresh_at NULL) until the first
--- access token is written.
+-- schedule. A credential created due is refreshed at once (an access token); the others
+-- wait (refresh_at NULL): tickets until the first access token is written, a component's
+-- access token until WeChat pushes its first verify ticket, the verify ticket for good
+-- (WeChat pushes it; nothing fetches it).
 WITH inserted AS (
     INSERT INTO credentials (tenant_id, account_id, kind, replace_not_before)
     VALUES (@tenant_id, @account_id, @kind,
-        CASE WHEN @kind::text = 'access_token' THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
+        CASE WHEN @due::bool THEN coalesce(sqlc.narg('now')::timestamptz, now()) END)
     ON CONFLICT (account_id, kind) DO NOTHING
     RETURNING *
 ), scheduled AS (
@@ -56,7 +58,11 @@ SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_cipher
        t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
-LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_token' AND due.kind <> 'access_token'
+-- What the refresh is fetched with: a ticket with the account's access token, a component's
+-- access token with the verify ticket WeChat pushed.
+LEFT JOIN credentials t ON t.account_id = due.account_id
+    AND t.kind = CASE WHEN due.kind <> 'access_token' THEN 'access_token'
+                      WHEN a.kind = 'component' THEN 'verify_ticket' END
 ORDER BY due.refresh_at;
 
 -- name: CredentialUnschedule :exec
@@ -463,7 +469,7 @@ WHERE s.account_id = postponed.account_id
 -- whether a fetch of a replacement may have begun before the read (read_at, the database's
 -- time at the start of the read).
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
+       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode,
        a.status_reason, c.last_error_code, s.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
        (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a

@@ -8,6 +8,8 @@ FROM (
     SELECT value_key_id FROM credentials WHERE value_key_id IS NOT NULL
     UNION ALL
     SELECT previous_key_id FROM credentials WHERE previous_key_id IS NOT NULL
+    UNION ALL
+    SELECT config_key_id FROM component_callbacks
 ) ids
 ORDER BY 1;
 
@@ -50,3 +52,22 @@ WHERE account_id = @account_id
   AND kind = @kind
   AND value_ciphertext IS NOT DISTINCT FROM @old_value_ciphertext
   AND previous_ciphertext IS NOT DISTINCT FROM @old_previous_ciphertext;
+
+-- name: ComponentCallbacksNotUnderKey :many
+-- ComponentCallbacksNotUnderKey pages through components' callback settings sealed with
+-- another key than the current one.
+SELECT account_id, config_ciphertext, config_key_id
+FROM component_callbacks
+WHERE config_key_id <> @current_key_id::text
+  AND account_id > @after_id
+ORDER BY account_id
+LIMIT @max;
+
+-- name: ComponentCallbackReencrypt :execrows
+-- ComponentCallbackReencrypt replaces a component's sealed callback settings with the same
+-- settings under the current key, unless they changed since they were read.
+UPDATE component_callbacks
+SET config_ciphertext = @new_ciphertext, config_key_id = @new_key_id::text
+WHERE account_id = @account_id
+  AND config_key_id = @old_key_id::text
+  AND config_ciphertext = @old_ciphertext;

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"wxhub/db"
+	"wxhub/wechat/callback"
 )
 
 // AccountBody is an account as the API shows it: never the secret.
@@ -62,15 +63,24 @@ type appidPath struct {
 type CreateAccountInput struct {
 	Body struct {
 		AppID       string         `json:"appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The WeChat appid." example:"wx0000000000000001"`
-		Kind        string         `json:"kind" enum:"official_account,mini_program,wecom_app" doc:"The kinds wxhub refreshes today. A wecom_app's appid is an identifier chosen here; WeCom knows it by corp_id and agent_id."`
-		Secret      string         `json:"secret" minLength:"1" maxLength:"256" doc:"The AppSecret (a WeCom app's corpsecret); stored encrypted, never returned."`
+		Kind        string         `json:"kind" enum:"official_account,mini_program,wecom_app,component" doc:"The kinds wxhub refreshes today. A wecom_app's appid is an identifier chosen here; WeCom knows it by corp_id and agent_id. A component (third-party platform) needs callback; its authorizers are created by the authorization flow."`
+		Secret      string         `json:"secret" minLength:"1" maxLength:"256" doc:"The AppSecret (a WeCom app's corpsecret, a component's component_appsecret); stored encrypted, never returned."`
 		CorpID      string         `json:"corp_id,omitempty" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"A wecom_app's corp id (required for wecom_app, refused for other kinds)."`
 		AgentID     int64          `json:"agent_id,omitempty" minimum:"1" doc:"A wecom_app's agent id (required for wecom_app, refused for other kinds)."`
 		Tenant      string         `json:"tenant" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"The owning tenant's name." example:"demo"`
 		TokenMode   string         `json:"token_mode,omitempty" enum:"stable,classic" default:"stable" doc:"stable_token (idempotent, preferred) or the classic cgi-bin/token."`
 		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card,agent_config" doc:"Tickets to keep fresh: jsapi and wx_card for official accounts and mini programs; jsapi (the corp's ticket, kept by one app of the corp; 409 if another keeps it) and agent_config for a wecom_app."`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account. Keys are WeChat API names (lowercase letters and _), values at least 0."`
+		Callback    *CallbackBody  `json:"callback,omitempty" doc:"A component's message settings from WeChat's open platform; required for a component, refused otherwise."`
 	}
+}
+
+// CallbackBody is how WeChat signs and encrypts what it pushes to a component: the settings
+// of the platform's authorization event URL. Stored encrypted, never returned.
+type CallbackBody struct {
+	Token                  string `json:"token" pattern:"^[A-Za-z0-9]{3,32}$" doc:"The message verification token (3 to 32 letters and digits)."`
+	EncodingAESKey         string `json:"encoding_aes_key" pattern:"^[A-Za-z0-9]{43}$" doc:"The message encryption key: 43 letters and digits."`
+	PreviousEncodingAESKey string `json:"previous_encoding_aes_key,omitempty" pattern:"^[A-Za-z0-9]{43}$" doc:"The key before the last change, tried when the current one does not decrypt a push, while WeChat may still use it."`
 }
 
 // AccountOutput returns one account.
@@ -144,13 +154,17 @@ func (s *Server) registerAccounts() {
 		if err := checkWeCom(in.Body.Kind, in.Body.CorpID, in.Body.AgentID); err != nil {
 			return nil, err
 		}
+		callback, err := checkCallback(in.Body.Kind, in.Body.Callback, in.Body.Tickets)
+		if err != nil {
+			return nil, err
+		}
 		if err := checkTickets(in.Body.Kind, in.Body.Tickets); err != nil {
 			return nil, err
 		}
 		a, err := s.store.CreateAccount(ctx, db.NewAccount{
 			Tenant: in.Body.Tenant, AppID: in.Body.AppID, Kind: in.Body.Kind, Secret: in.Body.Secret,
 			TokenMode: in.Body.TokenMode, Tickets: in.Body.Tickets, DailyLimits: in.Body.DailyLimits,
-			CorpID: in.Body.CorpID, AgentID: in.Body.AgentID,
+			CorpID: in.Body.CorpID, AgentID: in.Body.AgentID, Callback: callback,
 		})
 		switch {
 		case errors.Is(err, db.ErrCorpTicketKept):
@@ -577,4 +591,25 @@ func checkLimits(limits map[string]int) error {
 		}
 	}
 	return nil
+}
+
+// checkCallback requires a component's callback settings, and refuses them (and tickets,
+// which WeChat does not issue to a platform) elsewhere.
+func checkCallback(kind string, cb *CallbackBody, tickets []string) (*db.CallbackConfig, error) {
+	switch {
+	case kind != "component" && cb != nil:
+		return nil, huma.Error422UnprocessableEntity("callback is for a component (third-party platform) only", &huma.ErrorDetail{Location: "body.callback", Value: kind})
+	case kind == "component" && cb == nil:
+		return nil, huma.Error422UnprocessableEntity("a component needs callback: the token and EncodingAESKey of its authorization event URL", &huma.ErrorDetail{Location: "body.callback"})
+	case kind == "component" && len(tickets) > 0:
+		return nil, huma.Error422UnprocessableEntity("a component has no tickets; its authorizers do", &huma.ErrorDetail{Location: "body.tickets"})
+	case cb == nil:
+		return nil, nil
+	}
+	for field, key := range map[string]string{"encoding_aes_key": cb.EncodingAESKey, "previous_encoding_aes_key": cb.PreviousEncodingAESKey} {
+		if _, err := callback.ParseKey(key); key != "" && err != nil {
+			return nil, huma.Error422UnprocessableEntity(field+" is not an EncodingAESKey WeChat issues", &huma.ErrorDetail{Location: "body.callback." + field})
+		}
+	}
+	return &db.CallbackConfig{Token: cb.Token, AESKey: cb.EncodingAESKey, PreviousAESKey: cb.PreviousEncodingAESKey}, nil
 }

@@ -176,6 +176,7 @@ func (s *Server) register() {
 	s.registerAccounts()
 	s.registerKeysAndTenants()
 	s.registerAudit()
+	s.registerComponents()
 	documentRetries(s.api.OpenAPI())
 }
 
@@ -196,7 +197,10 @@ func documentRetries(doc *huma.OpenAPI) {
 			if op == nil {
 				continue
 			}
-			problem := op.Responses["401"] // every operation may answer 401, as a problem document
+			problem := op.Responses["401"] // every operation with an API key may answer 401
+			if problem == nil {
+				problem = op.Responses["400"] // a public one 400, as a problem document
+			}
 			for status, description := range answers {
 				r := op.Responses[status]
 				if r == nil {

@@ -29,6 +29,10 @@ const rolesKey = "roles"
 
 // authenticate resolves the bearer key and checks the operation's roles.
 func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
+	if public, _ := ctx.Operation().Metadata[publicKey].(bool); public {
+		next(ctx)
+		return
+	}
 	roles, _ := ctx.Operation().Metadata[rolesKey].([]string)
 	key, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
 	if !ok || key == "" {

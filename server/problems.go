@@ -28,6 +28,7 @@ var problemTypes = map[int]string{
 	http.StatusPreconditionRequired:  "urn:wxhub:problem:precondition-required",
 	http.StatusTooManyRequests:       "urn:wxhub:problem:rate-limited",
 	http.StatusInternalServerError:   "urn:wxhub:problem:internal",
+	http.StatusNotImplemented:        "urn:wxhub:problem:not-implemented",
 	http.StatusServiceUnavailable:    "urn:wxhub:problem:unavailable",
 }
 

@@ -184,6 +184,8 @@ type answer struct {
 	AccessToken string `json:"access_token"`
 	Ticket      string `json:"ticket"`
 	ExpiresIn   int64  `json:"expires_in"`
+	// ComponentAccessToken is a third-party platform's token (api_component_token).
+	ComponentAccessToken string `json:"component_access_token"`
 }
 
 // call performs rq and turns every outcome into a Token or an error that is
@@ -249,8 +251,11 @@ func (c *Client) call(ctx context.Context, rq request) (Token, error) {
 		return Token{}, &Error{API: rq.api, Code: a.ErrCode, Message: red.apply(a.ErrMsg)}
 	}
 	value := a.AccessToken
-	if rq.field == "ticket" {
+	switch rq.field {
+	case "ticket":
 		value = a.Ticket
+	case "component_access_token":
+		value = a.ComponentAccessToken
 	}
 	switch {
 	case value == "":

@@ -432,7 +432,9 @@ func (s *Simulator) deliverPush(ctx context.Context, a *account, target pushTarg
 	} else {
 		p.Delivered, p.Reply = s.post(ctx, a.appid, target, p.event())
 	}
-	a.stats.pushed(p.InfoType, p.Delivered)
+	// A push cut off because the simulator is stopping (Close, Reset) is not the
+	// receiver's failure.
+	a.stats.pushed(p.InfoType, p.Delivered || ctx.Err() != nil)
 }
 
 // post encrypts ev for the component appid, POSTs it to target as WeChat

@@ -9,7 +9,7 @@ import (
 )
 
 // refresher says how one kind of credential of one kind of account is refreshed. Adding an
-// account kind (WeCom, component, authorizer) means adding its rows to refresherFor.
+// account kind means adding its rows to refresherFor.
 type refresher struct {
 	// api is the WeChat API called, the quota ledger's key.
 	api string
@@ -26,7 +26,10 @@ type refresher struct {
 	// perCorp and per account otherwise; the worker config may override it.
 	hourlyLimit int
 	perCorp     bool
-	fetch       func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
+	// needsVerifyTicket is true for a component's token, fetched with the verify ticket
+	// WeChat pushes to the component's callback endpoint.
+	needsVerifyTicket bool
+	fetch             func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
 }
 
 var (
@@ -73,6 +76,16 @@ var (
 	}
 )
 
+// componentToken is a third-party platform's own token. WeChat documents no daily limit for
+// it; 2,000 (the classic token's) is a guard against a runaway loop, and an account's
+// daily_limits can raise it.
+var componentToken = refresher{
+	api: wechat.APIComponentToken, defaultLimit: 2_000, rotates: true, needsVerifyTicket: true,
+	fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
+		return c.ComponentToken(ctx, cl.AppID, cl.Secret, cl.VerifyTicket)
+	},
+}
+
 // ticket refreshes a JS-SDK or card ticket with the account's current access token.
 func ticket(ticketType string) refresher {
 	return refresher{
@@ -108,6 +121,10 @@ func refresherFor(accountKind, kind, tokenMode string) (refresher, error) {
 			return wecomCorpTicket, nil
 		case "agent_config_ticket":
 			return wecomAgentTicket, nil
+		}
+	case "component":
+		if kind == "access_token" {
+			return componentToken, nil
 		}
 	}
 	return refresher{}, fmt.Errorf("wxhub cannot refresh %s of a %s account yet", kind, accountKind)

@@ -17,12 +17,14 @@ const (
 	codeNoToken       = -1002 // a ticket is due but the account has no valid access token
 	codeLateClaim     = -1003 // the call could end too late in the claim; nothing was called
 	// db.CodeQuotaGuard (-1004): parked by wxhub's own daily quota guard
+	codeNoVerifyTicket = -1006 // a component's token is due but WeChat pushed no usable verify ticket
 )
 
 var (
-	errNoAccessToken = errors.New("no valid access token to fetch the ticket with")
-	errLateClaim     = errors.New("too late in the claim to call WeChat safely; not called")
-	errNoWeComClient = errors.New("no WeCom base URL configured (--wecom-base-url); not called")
+	errNoAccessToken  = errors.New("no valid access token to fetch the ticket with")
+	errLateClaim      = errors.New("too late in the claim to call WeChat safely; not called")
+	errNoWeComClient  = errors.New("no WeCom base URL configured (--wecom-base-url); not called")
+	errNoVerifyTicket = errors.New("no component_verify_ticket from WeChat in the last 12 hours: check that WeChat's authorization event URL points at wxhub's callback endpoint")
 )
 
 // orphanMargin is added to the overlap before a rotating credential whose last fetch got no
@@ -44,6 +46,10 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 	}
 	if r.needsAccessToken && c.AccessToken == "" {
 		w.fail(ctx, c, errNoAccessToken)
+		return
+	}
+	if r.needsVerifyTicket && c.VerifyTicket == "" {
+		w.fail(ctx, c, errNoVerifyTicket)
 		return
 	}
 	// A worker that takes an unfinished claim of a rotating credential over waits until the
@@ -203,6 +209,12 @@ func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orpha
 	case errors.Is(err, errLateClaim):
 		outcome = "late_claim"
 		f.Code, f.RetryIn = codeLateClaim, 0
+	case errors.Is(err, errNoVerifyTicket):
+		// The next ticket WeChat pushes wakes a dead token at once (db.StoreVerifyTicket);
+		// a live one keeps serving and is tried again after ConfigRetry.
+		outcome = "no_verify_ticket"
+		f.Code, f.RetryIn = codeNoVerifyTicket, jitter(w.cfg.ConfigRetry)
+		f.AccountStatus, f.Reason = "failing", err.Error()
 	default:
 		kind := wechat.Classify(err)
 		outcome = kind.String()

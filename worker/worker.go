@@ -166,7 +166,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			nextBacklog = time.Now().Add(5 * time.Second)
 		}
 		if time.Now().After(nextPrune) {
-			w.pruneQuotaLedger(ctx)
+			w.prune(ctx)
 			nextPrune = time.Now().Add(time.Hour)
 		}
 		free := cap(slots) - len(slots)
@@ -245,13 +245,23 @@ func (w *Worker) drain(inflight *sync.WaitGroup) error {
 	}
 }
 
-func (w *Worker) pruneQuotaLedger(ctx context.Context) {
+// prune deletes what is no longer needed: old days of the quota ledger and old push nonces.
+func (w *Worker) prune(ctx context.Context) {
 	n, err := w.store.PruneQuotaLedger(ctx, w.cfg.QuotaHistoryDays)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("quota ledger not pruned", "err", err)
 	case n > 0:
 		w.log.Info("quota ledger pruned", "rows", n, "kept_days", w.cfg.QuotaHistoryDays)
+	}
+	// A push older than the API nodes' freshness window (five minutes) is refused on its
+	// timestamp, so its nonce need not be remembered; an hour leaves room for clock skew.
+	n, err = w.store.PruneCallbackNonces(ctx, time.Hour)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.Warn("push nonces not pruned", "err", err)
+	case n > 0:
+		w.log.Info("push nonces pruned", "rows", n)
 	}
 }
 

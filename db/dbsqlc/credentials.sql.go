@@ -382,7 +382,7 @@ func (q *Queries) CredentialGet(ctx context.Context, arg CredentialGetParams) (C
 
 const credentialGetByAppID = `-- name: CredentialGetByAppID :one
 SELECT c.account_id, c.tenant_id, c.kind, c.generation, c.value_ciphertext, c.value_key_id, c.expires_at,
-       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.status AS account_status, a.token_mode,
+       c.replace_not_before, (c.refresh_requested_at IS NOT NULL)::bool AS refresh_requested, a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode,
        a.status_reason, c.last_error_code, s.refresh_at, coalesce(c.claimed_until > now(), false)::bool AS refreshing,
        (c.claimed_by IS NOT NULL OR c.orphan_hold_until IS NOT NULL)::bool AS fetch_may_have_started, now()::timestamptz AS read_at
 FROM accounts a
@@ -408,6 +408,7 @@ type CredentialGetByAppIDRow struct {
 	ReplaceNotBefore    *time.Time
 	RefreshRequested    bool
 	Appid               string
+	AccountKind         string
 	AccountStatus       string
 	TokenMode           string
 	StatusReason        string
@@ -437,6 +438,7 @@ func (q *Queries) CredentialGetByAppID(ctx context.Context, arg CredentialGetByA
 		&i.ReplaceNotBefore,
 		&i.RefreshRequested,
 		&i.Appid,
+		&i.AccountKind,
 		&i.AccountStatus,
 		&i.TokenMode,
 		&i.StatusReason,
@@ -542,7 +544,7 @@ const credentialInsert = `-- name: CredentialInsert :one
 WITH inserted AS (
     INSERT INTO credentials (tenant_id, account_id, kind, replace_not_before)
     VALUES ($1, $2, $3,
-        CASE WHEN $3::text = 'access_token' THEN coalesce($4::timestamptz, now()) END)
+        CASE WHEN $4::bool THEN coalesce($5::timestamptz, now()) END)
     ON CONFLICT (account_id, kind) DO NOTHING
     RETURNING tenant_id, account_id, kind, value_ciphertext, value_key_id, value_fingerprint, expires_at, generation, previous_ciphertext, previous_key_id, previous_expires_at, claimed_by, claimed_until, claim_seq, refresh_requested_at, last_request_at, attempts, last_error_code, last_error_message, last_refreshed_at, replace_not_before, orphan_hold_until
 ), scheduled AS (
@@ -560,6 +562,7 @@ type CredentialInsertParams struct {
 	TenantID  int64
 	AccountID int64
 	Kind      string
+	Due       bool
 	Now       *time.Time
 }
 
@@ -590,13 +593,16 @@ type CredentialInsertRow struct {
 }
 
 // CredentialInsert creates the empty row of a credential the account needs, with its
-// schedule. An access token is due at once; tickets wait (refresh_at NULL) until the first
-// access token is written.
+// schedule. A credential created due is refreshed at once (an access token); the others
+// wait (refresh_at NULL): tickets until the first access token is written, a component's
+// access token until WeChat pushes its first verify ticket, the verify ticket for good
+// (WeChat pushes it; nothing fetches it).
 func (q *Queries) CredentialInsert(ctx context.Context, arg CredentialInsertParams) (CredentialInsertRow, error) {
 	row := q.db.QueryRow(ctx, credentialInsert,
 		arg.TenantID,
 		arg.AccountID,
 		arg.Kind,
+		arg.Due,
 		arg.Now,
 	)
 	var i CredentialInsertRow
@@ -743,7 +749,9 @@ SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_cipher
        t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
-LEFT JOIN credentials t ON t.account_id = due.account_id AND t.kind = 'access_token' AND due.kind <> 'access_token'
+LEFT JOIN credentials t ON t.account_id = due.account_id
+    AND t.kind = CASE WHEN due.kind <> 'access_token' THEN 'access_token'
+                      WHEN a.kind = 'component' THEN 'verify_ticket' END
 ORDER BY due.refresh_at
 `
 
@@ -787,6 +795,8 @@ type CredentialLockDueRow struct {
 // and fetched again at once (the long campaign found two such second tokens). SKIP LOCKED
 // never waits, so locking the schedule row here cannot deadlock with a statement that
 // holds the credential's lock and changes its schedule row (migration 00007).
+// What the refresh is fetched with: a ticket with the account's access token, a component's
+// access token with the verify ticket WeChat pushed.
 func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDueParams) ([]CredentialLockDueRow, error) {
 	rows, err := q.db.Query(ctx, credentialLockDue, arg.Now, arg.Max)
 	if err != nil {

@@ -89,6 +89,81 @@ func (q *Queries) AccountSecretsNotUnderKey(ctx context.Context, arg AccountSecr
 	return items, nil
 }
 
+const componentCallbackReencrypt = `-- name: ComponentCallbackReencrypt :execrows
+UPDATE component_callbacks
+SET config_ciphertext = $1, config_key_id = $2::text
+WHERE account_id = $3
+  AND config_key_id = $4::text
+  AND config_ciphertext = $5
+`
+
+type ComponentCallbackReencryptParams struct {
+	NewCiphertext []byte
+	NewKeyID      string
+	AccountID     int64
+	OldKeyID      string
+	OldCiphertext []byte
+}
+
+// ComponentCallbackReencrypt replaces a component's sealed callback settings with the same
+// settings under the current key, unless they changed since they were read.
+func (q *Queries) ComponentCallbackReencrypt(ctx context.Context, arg ComponentCallbackReencryptParams) (int64, error) {
+	result, err := q.db.Exec(ctx, componentCallbackReencrypt,
+		arg.NewCiphertext,
+		arg.NewKeyID,
+		arg.AccountID,
+		arg.OldKeyID,
+		arg.OldCiphertext,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const componentCallbacksNotUnderKey = `-- name: ComponentCallbacksNotUnderKey :many
+SELECT account_id, config_ciphertext, config_key_id
+FROM component_callbacks
+WHERE config_key_id <> $1::text
+  AND account_id > $2
+ORDER BY account_id
+LIMIT $3
+`
+
+type ComponentCallbacksNotUnderKeyParams struct {
+	CurrentKeyID string
+	AfterID      int64
+	Max          int32
+}
+
+type ComponentCallbacksNotUnderKeyRow struct {
+	AccountID        int64
+	ConfigCiphertext []byte
+	ConfigKeyID      string
+}
+
+// ComponentCallbacksNotUnderKey pages through components' callback settings sealed with
+// another key than the current one.
+func (q *Queries) ComponentCallbacksNotUnderKey(ctx context.Context, arg ComponentCallbacksNotUnderKeyParams) ([]ComponentCallbacksNotUnderKeyRow, error) {
+	rows, err := q.db.Query(ctx, componentCallbacksNotUnderKey, arg.CurrentKeyID, arg.AfterID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ComponentCallbacksNotUnderKeyRow{}
+	for rows.Next() {
+		var i ComponentCallbacksNotUnderKeyRow
+		if err := rows.Scan(&i.AccountID, &i.ConfigCiphertext, &i.ConfigKeyID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const credentialReencrypt = `-- name: CredentialReencrypt :execrows
 UPDATE credentials
 SET value_ciphertext = $1, value_key_id = $2,
@@ -197,6 +272,8 @@ FROM (
     SELECT value_key_id FROM credentials WHERE value_key_id IS NOT NULL
     UNION ALL
     SELECT previous_key_id FROM credentials WHERE previous_key_id IS NOT NULL
+    UNION ALL
+    SELECT config_key_id FROM component_callbacks
 ) ids
 ORDER BY 1
 `

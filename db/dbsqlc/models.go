@@ -84,6 +84,29 @@ type AuditLog struct {
 	Details []byte
 }
 
+// The (timestamp, nonce) of every signed push accepted recently, so a replayed push is refused; pruned after the freshness window.
+type CallbackNonce struct {
+	TenantID  int64
+	AccountID int64
+	// The push's timestamp query parameter (Unix seconds, as WeChat signed it).
+	Timestamp int64
+	// The push's nonce query parameter.
+	Nonce string
+	// When wxhub accepted the push; rows older than the freshness window are pruned by the workers.
+	SeenAt time.Time
+}
+
+// For each component account: its callback token and EncodingAESKeys (current and previous), sealed as one JSON document. Never plain text.
+type ComponentCallback struct {
+	TenantID  int64
+	AccountID int64
+	// AES-256-GCM ciphertext of {"token", "aes_key", "previous_aes_key"}: the callback token and the current and previous EncodingAESKey.
+	ConfigCiphertext []byte
+	// Id of the key in WXHUB_KEYS that sealed config_ciphertext.
+	ConfigKeyID string
+	UpdatedAt   time.Time
+}
+
 // One row per account and credential kind: the current value (encrypted), its expiry and generation, the previous value while WeChat still accepts it, and the refresh schedule and state.
 type Credential struct {
 	TenantID  int64

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"wxhub/db"
+	"wxhub/wechat/callback"
+)
+
+// pushFreshness is how far a push's timestamp may be from this node's clock. WeChat signs
+// the time it sends; an older push is refused, so a captured one cannot be replayed once its
+// nonce has been pruned.
+const pushFreshness = 5 * time.Minute
+
+// problemPushRejected is a push that is not WeChat's, or not now: a bad signature, a stale
+// timestamp, a replayed nonce, another platform's message.
+const problemPushRejected = "urn:wxhub:problem:push-rejected"
+
+// publicKey marks an operation reachable without an API key: its request proves itself.
+const publicKey = "public"
+
+// ComponentEventInput is a push from WeChat to a component's authorization event URL.
+type ComponentEventInput struct {
+	ComponentAppID string `path:"component_appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The component's appid." example:"wxcomponent000001"`
+	Timestamp      string `query:"timestamp" required:"true" pattern:"^[0-9]{1,12}$" doc:"When WeChat sent the push (Unix seconds)."`
+	Nonce          string `query:"nonce" required:"true" minLength:"1" maxLength:"64" doc:"WeChat's random string, part of the signature."`
+	EncryptType    string `query:"encrypt_type" enum:"aes," doc:"aes: the body is encrypted (the only mode a component uses)."`
+	MsgSignature   string `query:"msg_signature" required:"true" pattern:"^[0-9a-fA-F]{40}$" doc:"SHA-1 over the sorted token, timestamp, nonce and ciphertext."`
+	Signature      string `query:"signature" doc:"The plain-mode signature WeChat adds as well; not used."`
+	RawBody        []byte `contentType:"text/xml" maxLength:"65536"`
+}
+
+// ComponentEventOutput is the plain-text answer WeChat expects.
+type ComponentEventOutput struct {
+	ContentType string `header:"Content-Type"`
+	Body        []byte
+}
+
+func (s *Server) registerComponents() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "receive-component-event", Method: http.MethodPost, Path: "/v1/components/{component_appid}/events",
+		Summary: "Receive a push from WeChat", Tags: []string{"Components"},
+		Metadata: map[string]any{publicKey: true}, Security: []map[string][]string{},
+		Errors: []int{400, 403, 404, 422, 501},
+		Description: "The authorization event URL to set on WeChat's open platform for the component. " +
+			"No API key: WeChat signs every push with the component's callback token and encrypts it with its " +
+			"EncodingAESKey. A push is accepted once, within five minutes of its timestamp, and answered `success`. " +
+			"component_verify_ticket is stored (the newest wins) and wakes a component waiting for a token.",
+	}, func(ctx context.Context, in *ComponentEventInput) (*ComponentEventOutput, error) {
+		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
+		switch {
+		case errors.Is(err, db.ErrNotFound):
+			return nil, huma.Error404NotFound("no component with this appid")
+		case err != nil:
+			return nil, s.internal(err)
+		}
+		push, ev, err := openPush(comp, in, time.Now())
+		if err != nil {
+			var refused huma.StatusError
+			if !errors.As(err, &refused) {
+				return nil, s.internal(err)
+			}
+			s.log.Warn("push refused", "component", comp.AppID, "err", err)
+			return nil, err
+		}
+		switch ev.InfoType {
+		case callback.InfoTypeVerifyTicket:
+			if ev.ComponentVerifyTicket == "" {
+				return nil, huma.Error400BadRequest("component_verify_ticket push without a ticket")
+			}
+			_, err = s.store.StoreVerifyTicket(ctx, comp, push, ev.ComponentVerifyTicket, time.Unix(ev.CreateTime, 0))
+		case callback.InfoTypeAuthorized, callback.InfoTypeUpdateAuthorized, callback.InfoTypeUnauthorized:
+			// Not recorded: answered with an error, WeChat sends the event again later, by when
+			// wxhub may handle it.
+			return nil, huma.NewError(http.StatusNotImplemented, "authorization events are not handled yet")
+		default:
+			// WeChat adds event types over time; one wxhub does not use is acknowledged, or
+			// WeChat would keep sending it.
+			s.log.Info("push of a type wxhub does not use", "component", comp.AppID, "info_type", ev.InfoType)
+			err = s.store.AcceptPush(ctx, comp, push)
+		}
+		if errors.Is(err, db.ErrReplayed) {
+			return nil, rejectPush("the push was received before (same timestamp and nonce)")
+		}
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		return &ComponentEventOutput{ContentType: "text/plain; charset=utf-8", Body: []byte("success")}, nil
+	})
+}
+
+// openPush checks a push's signature and freshness and decrypts it, trying the component's
+// previous EncodingAESKey too. Nothing is stored before all of that holds.
+func openPush(comp db.ComponentEndpoint, in *ComponentEventInput, now time.Time) (db.Push, callback.Event, error) {
+	env, err := callback.ParseEnvelope(in.RawBody)
+	if err != nil {
+		return db.Push{}, callback.Event{}, huma.Error400BadRequest("the body is not WeChat's encrypted XML message")
+	}
+	if !callback.VerifySignature(comp.Callback.Token, in.Timestamp, in.Nonce, env.Encrypt, in.MsgSignature) {
+		return db.Push{}, callback.Event{}, rejectPush("msg_signature does not match the component's callback token")
+	}
+	ts, err := strconv.ParseInt(in.Timestamp, 10, 64)
+	if err != nil {
+		return db.Push{}, callback.Event{}, huma.Error400BadRequest("timestamp is not a number")
+	}
+	if sent := time.Unix(ts, 0); sent.Before(now.Add(-pushFreshness)) || sent.After(now.Add(pushFreshness)) {
+		return db.Push{}, callback.Event{}, rejectPush(fmt.Sprintf("the push's timestamp is more than %s from now", pushFreshness))
+	}
+	var keys []callback.Key
+	for _, encoded := range []string{comp.Callback.AESKey, comp.Callback.PreviousAESKey} {
+		if encoded == "" {
+			continue
+		}
+		k, err := callback.ParseKey(encoded)
+		if err != nil {
+			return db.Push{}, callback.Event{}, fmt.Errorf("component %s: stored EncodingAESKey: %w", comp.AppID, err)
+		}
+		keys = append(keys, k)
+	}
+	plain, err := callback.Decrypt(keys, comp.AppID, env.Encrypt)
+	switch {
+	case errors.Is(err, callback.ErrWrongAppID):
+		return db.Push{}, callback.Event{}, rejectPush("the message is for another appid")
+	case err != nil:
+		return db.Push{}, callback.Event{}, huma.Error400BadRequest("the message does not decrypt with the component's EncodingAESKey")
+	}
+	ev, err := callback.ParseEvent(plain)
+	if err != nil {
+		return db.Push{}, callback.Event{}, huma.Error400BadRequest("the decrypted message is not an event")
+	}
+	if ev.AppID != comp.AppID {
+		return db.Push{}, callback.Event{}, rejectPush("the event is for another appid")
+	}
+	return db.Push{Timestamp: ts, Nonce: in.Nonce}, ev, nil
+}
+
+func rejectPush(detail string) error {
+	return &problem{Type: problemPushRejected, Title: "Push rejected", Status: http.StatusForbidden, Detail: detail}
+}
