@@ -68,6 +68,7 @@ const (
 	wxMinuteQuota        = 45011
 	wxDataFormat         = 47001
 	wxAPIUnauthorized    = 48001
+	wxInvalidComponent   = 61011
 )
 
 // wxMessages are WeChat's errmsg texts for the codes the gateway answers.
@@ -89,6 +90,7 @@ var wxMessages = map[int]string{
 	wxMinuteQuota:        "api minute-quota reach limit mustslower retry next minute",
 	wxDataFormat:         "data format error",
 	wxAPIUnauthorized:    "api unauthorized",
+	wxInvalidComponent:   "invalid component",
 }
 
 // wxError is WeChat's error answer. It is also the error the gateway's steps return, so a
@@ -205,7 +207,7 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 	g.metrics = gatewayMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxhub_gateway_requests_total",
-			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, wecom_token, wecom_ticket, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
+			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, wecom_token, wecom_ticket, component_token, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
 		}, []string{"path", "outcome"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wxhub_gateway_retries_total",
@@ -228,13 +230,16 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 		"/cgi-bin/gettoken":         {classWeComToken, g.serveWeComToken},
 		"/cgi-bin/get_jsapi_ticket": {classWeComTicket, g.serveWeComCorpTicket},
 		"/cgi-bin/ticket/get":       {classWeComTicket, g.serveWeComAgentTicket},
+
+		"/cgi-bin/component/api_component_token": {classComponentToken, g.serveComponentToken},
 	}
 	s.gateway.Store(g)
 	return g, nil
 }
 
-// Handler serves the gateway: WeChat's and WeCom's token and ticket endpoints, the not yet
-// supported component token endpoints, and the proxy for every other path.
+// Handler serves the gateway: WeChat's and WeCom's token and ticket endpoints, the
+// component's token, the not yet supported component endpoints, and the proxy for every
+// other path.
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route, ok := g.routes[r.URL.Path]
@@ -267,9 +272,10 @@ func writeWeChat(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// unsupported answers the component token endpoints, which come with issue 13.
+// unsupported answers the third-party platform's endpoints other than its own token: its
+// authorizers' tokens are not kept by wxhub yet.
 func (g *Gateway) unsupported(http.ResponseWriter, *http.Request) error {
-	return wxErr(wxAPIUnauthorized, "third-party platform credentials are not served by the gateway yet; take them from wxhub's REST API")
+	return wxErr(wxAPIUnauthorized, "third-party platform endpoints other than api_component_token are not served by the gateway yet")
 }
 
 // serveToken answers GET /cgi-bin/token from wxhub's cache. Unlike WeChat's, it never issues

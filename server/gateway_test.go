@@ -340,7 +340,7 @@ func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
 		{"no token", "/cgi-bin/get_api_domain_ip", 41001},
 		{"WeCom jsapi ticket with a WeChat token", "/cgi-bin/get_jsapi_ticket?access_token=" + tok, 40014},
 		{"WeCom agent ticket with a WeChat token", "/cgi-bin/ticket/get?access_token=" + tok + "&type=agent_config", 40014},
-		{"component token", "/cgi-bin/component/api_component_token", 48001},
+		{"authorizer token", "/cgi-bin/component/api_authorizer_token", 48001},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
