@@ -57,9 +57,8 @@ const (
 	// (compare-and-refresh), then retry.
 	KindTokenInvalid
 	// KindRevoked: the account withdrew its authorization from the
-	// third-party platform. No credential API here reports it yet; the
-	// constant exists so the worker's switch is complete when the
-	// authorizer APIs arrive.
+	// third-party platform (61003), or the authorizer refresh token no
+	// longer works (61023): only a new authorization brings the account back.
 	KindRevoked
 	// KindWaitForPush: the component verify ticket expired or is invalid
 	// (61005, 61006). Nothing to do but wait for WeChat's next push.
@@ -140,7 +139,7 @@ func classifyCode(api string, code int) Kind {
 	case 40001:
 		// 40001 is "invalid credential": on the token endpoints the
 		// credential is the AppSecret, everywhere else the access token.
-		if api == APIStableToken || api == APIToken || api == APIWeComToken {
+		if api == APIStableToken || api == APIToken || api == APIWeComToken || api == APIComponentToken {
 			return KindConfiguration
 		}
 		return KindTokenInvalid
@@ -149,6 +148,8 @@ func classifyCode(api string, code int) Kind {
 		40164, 61004, // caller IP not whitelisted (old and new code)
 		40243, // secret frozen
 		48001, // API not authorized
+		61011, // not a third-party platform's appid
+		61024, // a third-party platform's appid at an account's token endpoint
 		89503: // a new IP needs an admin's approval
 		return KindConfiguration
 	case 45009:
@@ -157,6 +158,11 @@ func classifyCode(api string, code int) Kind {
 		return KindTokenInvalid
 	case 61005, 61006:
 		return KindWaitForPush
+	case 61003, // the account no longer authorizes the platform
+		61023: // the authorizer refresh token is no longer valid: it must authorize again
+		return KindRevoked
+	case 61014, 61015: // a token of the wrong kind (component's for an account's API, or the reverse)
+		return KindBug
 	case 40002, 40097, 41001, 43001, 43002, 47001:
 		return KindBug
 	default:

@@ -18,7 +18,7 @@ import (
 // sameOnEveryAPI is a row whose meaning doesn't depend on the API.
 func sameOnEveryAPI(k wechat.Kind) map[string]wechat.Kind {
 	return map[string]wechat.Kind{wechat.APIStableToken: k, wechat.APIToken: k, wechat.APIGetTicket: k,
-		wechat.APIWeComToken: k, wechat.APIWeComJSAPITicket: k, wechat.APIWeComAgentTicket: k}
+		wechat.APIWeComToken: k, wechat.APIWeComJSAPITicket: k, wechat.APIWeComAgentTicket: k, wechat.APIComponentToken: k}
 }
 
 // TestErrorCodesAreClassifiedPerAPI covers every row of docs/wechat.md's error
@@ -38,6 +38,7 @@ func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 			wechat.APIWeComToken:       wechat.KindConfiguration, // WeCom's wrong corpsecret
 			wechat.APIWeComJSAPITicket: wechat.KindTokenInvalid,
 			wechat.APIWeComAgentTicket: wechat.KindTokenInvalid,
+			wechat.APIComponentToken:   wechat.KindConfiguration, // the component_appsecret is
 		}},
 		{40002, "invalid grant_type", sameOnEveryAPI(wechat.KindBug)},
 		{40013, "invalid appid", sameOnEveryAPI(wechat.KindConfiguration)},
@@ -56,6 +57,13 @@ func TestErrorCodesAreClassifiedPerAPI(t *testing.T) {
 		{61005, "component ticket is expired", sameOnEveryAPI(wechat.KindWaitForPush)},
 		{61006, "component ticket is invalid", sameOnEveryAPI(wechat.KindWaitForPush)},
 		{89503, "此次调用需要管理员确认，请耐心等候", sameOnEveryAPI(wechat.KindConfiguration)},
+		// The third-party platform's codes (docs/wechat.md, the simulator's component flow).
+		{61003, "component is not authorized by this account", sameOnEveryAPI(wechat.KindRevoked)},
+		{61023, "refresh_token is invalid", sameOnEveryAPI(wechat.KindRevoked)},
+		{61011, "invalid component", sameOnEveryAPI(wechat.KindConfiguration)},
+		{61024, "must use api(api_component_token) to get token for component acct", sameOnEveryAPI(wechat.KindConfiguration)},
+		{61014, "must use component token for component api", sameOnEveryAPI(wechat.KindBug)},
+		{61015, "must use biz account token for not component api", sameOnEveryAPI(wechat.KindBug)},
 		// Our own request is wrong: retrying sends the same request.
 		{40097, "invalid args", sameOnEveryAPI(wechat.KindBug)},
 		{41001, "access_token missing", sameOnEveryAPI(wechat.KindBug)},
