@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
 	"wxhub/db"
+	"wxhub/wechat"
 	"wxhub/wechat/callback"
 )
 
@@ -22,6 +24,9 @@ const pushFreshness = 5 * time.Minute
 // problemPushRejected is a push that is not WeChat's, or not now: a bad signature, a stale
 // timestamp, a replayed nonce, another platform's message.
 const problemPushRejected = "urn:wxhub:problem:push-rejected"
+
+// problemUpstreamRefused is WeChat refusing a call wxhub makes on a request's behalf.
+const problemUpstreamRefused = "urn:wxhub:problem:upstream-refused"
 
 // publicKey marks an operation reachable without an API key: its request proves itself.
 const publicKey = "public"
@@ -43,7 +48,61 @@ type ComponentEventOutput struct {
 	Body        []byte
 }
 
+// authorizePage is WeChat's page where a merchant's administrator authorizes a platform.
+const authorizePage = "https://mp.weixin.qq.com/cgi-bin/componentloginpage"
+
+// AuthorizeURLInput asks for a link to WeChat's authorization page.
+type AuthorizeURLInput struct {
+	ComponentAppID string `path:"component_appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The component's appid." example:"wxcomponent000001"`
+	RedirectURI    string `query:"redirect_uri" required:"true" minLength:"1" maxLength:"2048" doc:"Where WeChat sends the administrator back, with auth_code and expires_in, after the authorization."`
+	AuthType       int    `query:"auth_type" minimum:"1" maximum:"3" default:"3" doc:"Which accounts may authorize: 1 official accounts, 2 mini programs, 3 both."`
+}
+
+// AuthorizeURLOutput is the link and how long it works.
+type AuthorizeURLOutput struct {
+	Body struct {
+		URL       string    `json:"url" doc:"WeChat's authorization page with a fresh pre_auth_code; open it in a browser (PC)."`
+		ExpiresAt time.Time `json:"expires_at" doc:"When the pre_auth_code in the link stops working."`
+	}
+}
+
 func (s *Server) registerComponents() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-component-authorize-url", Method: http.MethodGet, Path: "/v1/components/{component_appid}/authorize-url",
+		Summary: "Link a merchant authorizes the platform with", Tags: []string{"Components"},
+		Metadata: map[string]any{rolesKey: []string{RoleAdmin, RoleTenant}}, Errors: []int{401, 403, 404, 409, 422, 502, 503},
+		Description: "Asks WeChat for a pre-authorization code with the component's current token and returns the link " +
+			"to WeChat's authorization page. Each call makes a new code (one per authorization). 502 when WeChat refuses, " +
+			"with its errcode.",
+	}, func(ctx context.Context, in *AuthorizeURLInput) (*AuthorizeURLOutput, error) {
+		cred, err := s.credential(ctx, in.ComponentAppID, "access_token", 0)
+		if err != nil {
+			return nil, err
+		}
+		if a, err := s.store.GetAccount(ctx, in.ComponentAppID); err != nil || a.Kind != "component" {
+			if err != nil && !errors.Is(err, db.ErrNotFound) {
+				return nil, s.internal(err)
+			}
+			return nil, huma.Error404NotFound("no component with this appid")
+		}
+		start := time.Now()
+		code, err := s.cfg.WeChat.CreatePreAuthCode(ctx, in.ComponentAppID, cred.Value)
+		if err != nil {
+			var we *wechat.Error
+			if errors.As(err, &we) {
+				return nil, &problem{Type: problemUpstreamRefused, Title: "WeChat refused", Status: http.StatusBadGateway,
+					ErrCode: we.Code, Detail: fmt.Sprintf("WeChat refused a pre-authorization code for %s: %s", in.ComponentAppID, we.Message)}
+			}
+			s.log.Warn("pre-authorization code", "component", in.ComponentAppID, "err", err)
+			return nil, huma.Error503ServiceUnavailable("WeChat could not be reached for a pre-authorization code; try again")
+		}
+		q := url.Values{"component_appid": {in.ComponentAppID}, "pre_auth_code": {code.Value},
+			"redirect_uri": {in.RedirectURI}, "auth_type": {strconv.Itoa(in.AuthType)}}
+		out := &AuthorizeURLOutput{}
+		out.Body.URL = authorizePage + "?" + q.Encode()
+		out.Body.ExpiresAt = start.Add(code.ExpiresIn).UTC()
+		return out, nil
+	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "receive-component-event", Method: http.MethodPost, Path: "/v1/components/{component_appid}/events",
 		Summary: "Receive a push from WeChat", Tags: []string{"Components"},

@@ -232,3 +232,55 @@ func TestAComponentGetsItsTokenFromTheTicketsWeChatPushes(t *testing.T) {
 	require.Zero(t, answer.ErrCode)
 	require.NotEmpty(t, answer.PreAuthCode, "WeChat accepts the served component token")
 }
+
+// TestTheAuthorizeURLCarriesAPreAuthCodeWeChatAccepts: the link's code is one WeChat issued
+// to the component and still takes, and a tenant key of another tenant gets nothing.
+func TestTheAuthorizeURLCarriesAPreAuthCodeWeChatAccepts(t *testing.T) {
+	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Hour })
+	t.Cleanup(e.sim.Close)
+	n := e.startNode(t, time.Second)
+	createComponent(t, e, n)
+	e.tenant(t, n, "other")
+	e.startWorker(t)
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: componentAppID, Secret: "component-secret", Kind: wechatsim.KindComponent,
+		CallbackToken: callbackToken, EncodingAESKey: currentAESKey, CallbackURL: n.url + "/v1/components/" + componentAppID + "/events"}))
+
+	path := "/v1/components/" + componentAppID + "/authorize-url?" + url.Values{"redirect_uri": {"https://platform.example/authorized?x=1"}}.Encode()
+	res := n.call(t, adminKey, http.MethodGet, path, nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	link, err := url.Parse(res.json(t)["url"].(string))
+	require.NoError(t, err)
+	require.Equal(t, "https://mp.weixin.qq.com/cgi-bin/componentloginpage", link.Scheme+"://"+link.Host+link.Path)
+	q := link.Query()
+	require.Equal(t, componentAppID, q.Get("component_appid"))
+	require.Equal(t, "https://platform.example/authorized?x=1", q.Get("redirect_uri"))
+	require.Equal(t, "3", q.Get("auth_type"))
+	expires, err := time.Parse(time.RFC3339, res.json(t)["expires_at"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(600*time.Second), expires, 5*time.Second)
+
+	// WeChat takes the code for an authorization, once.
+	_, err = e.sim.Authorize(context.Background(), wechatsim.Authorization{ComponentAppID: componentAppID,
+		AuthorizerAppID: "wxmerchant0000001", Action: wechatsim.ActionAuthorize, PreAuthCode: q.Get("pre_auth_code")})
+	require.NoError(t, err)
+	_, err = e.sim.Authorize(context.Background(), wechatsim.Authorization{ComponentAppID: componentAppID,
+		AuthorizerAppID: "wxmerchant0000002", Action: wechatsim.ActionAuthorize, PreAuthCode: q.Get("pre_auth_code")})
+	require.Error(t, err, "a used code")
+
+	for _, tc := range []struct {
+		name, key, path string
+		status          int
+	}{
+		{"another tenant's key", e.tenantKey(t, n, "other"), path, http.StatusNotFound},
+		{"not a component", adminKey, "/v1/components/" + appid(7) + "/authorize-url?redirect_uri=x", http.StatusNotFound},
+		{"no redirect_uri", adminKey, "/v1/components/" + componentAppID + "/authorize-url", http.StatusUnprocessableEntity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "not a component" {
+				e.account(t, n, "acme", appid(7))
+			}
+			res := n.call(t, tc.key, http.MethodGet, tc.path, nil)
+			require.Equal(t, tc.status, res.status, res.text)
+		})
+	}
+}

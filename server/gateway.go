@@ -47,7 +47,7 @@ type GatewayConfig struct {
 }
 
 // DefaultGatewayUpstream is WeChat's API host.
-const DefaultGatewayUpstream = "https://api.weixin.qq.com"
+const DefaultGatewayUpstream = DefaultWeChatBaseURL
 
 // WeChat errcodes the gateway answers itself.
 const (

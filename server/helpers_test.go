@@ -73,7 +73,8 @@ type node struct {
 
 func (e *env) startNode(t testing.TB, bound time.Duration) *node {
 	t.Helper()
-	return e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: bound, RefreshWait: 5 * time.Second, Logger: quiet})
+	return e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: bound, RefreshWait: 5 * time.Second,
+		WeChat: wechat.New(e.simURL, nil), Logger: quiet})
 }
 
 func (e *env) startNodeWith(t testing.TB, cfg server.Config) *node {

@@ -18,7 +18,7 @@ func TestEveryProblemTypeIsDescribed(t *testing.T) {
 		described[m[1]] = true
 	}
 	answered := map[string]bool{problemAccountFailing: true, problemAccountDisabled: true,
-		problemAccountUnauthorized: true, problemQuotaExhausted: true, problemPushRejected: true}
+		problemAccountUnauthorized: true, problemQuotaExhausted: true, problemPushRejected: true, problemUpstreamRefused: true}
 	for _, typ := range problemTypes {
 		answered[typ] = true
 	}

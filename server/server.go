@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"wxhub/db"
+	"wxhub/wechat"
 )
 
 // Version is the API version in the OpenAPI document.
@@ -51,11 +52,17 @@ type Config struct {
 	// answered 429 without a database lookup [5]; negative disables the limit. Known keys
 	// from an address that sends none are never limited by it.
 	BadKeyRate float64
+	// WeChat is the client for the calls a request makes to WeChat itself (a component's
+	// pre-authorization code) [https://api.weixin.qq.com].
+	WeChat *wechat.Client
 	// Logger receives structured logs [slog.Default()].
 	Logger *slog.Logger
 	// Registry receives the node's metrics and is served at /metrics [a new registry].
 	Registry *prometheus.Registry
 }
+
+// DefaultWeChatBaseURL is WeChat's API host.
+const DefaultWeChatBaseURL = "https://api.weixin.qq.com"
 
 // Server is one API node.
 type Server struct {
@@ -106,6 +113,9 @@ func New(store *db.Store, cfg Config) *Server {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.WeChat == nil {
+		cfg.WeChat = wechat.New(DefaultWeChatBaseURL, nil)
 	}
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger}
 	s.cache = NewCache(store, cfg.StalenessBound)

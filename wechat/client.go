@@ -186,6 +186,8 @@ type answer struct {
 	ExpiresIn   int64  `json:"expires_in"`
 	// ComponentAccessToken is a third-party platform's token (api_component_token).
 	ComponentAccessToken string `json:"component_access_token"`
+	// PreAuthCode is a platform's pre-authorization code (api_create_preauthcode).
+	PreAuthCode string `json:"pre_auth_code"`
 }
 
 // call performs rq and turns every outcome into a Token or an error that is
@@ -256,6 +258,8 @@ func (c *Client) call(ctx context.Context, rq request) (Token, error) {
 		value = a.Ticket
 	case "component_access_token":
 		value = a.ComponentAccessToken
+	case "pre_auth_code":
+		value = a.PreAuthCode
 	}
 	switch {
 	case value == "":

@@ -164,7 +164,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api := newAPIServer(store, server.Config{ListenerURL: *databaseURL, Overlap: *overlap, StalenessBound: min(*overlap/3, 30*time.Second), Logger: logger})
+	api := newAPIServer(store, server.Config{ListenerURL: *databaseURL, Overlap: *overlap, StalenessBound: min(*overlap/3, 30*time.Second),
+		WeChat: wechat.New(simURL, nil), Logger: logger})
 	handler := api.Handler()
 	if sim != nil {
 		handler = teachSimulator(handler, sim, logger)

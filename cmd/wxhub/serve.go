@@ -18,6 +18,7 @@ import (
 
 	"wxhub/db"
 	"wxhub/server"
+	"wxhub/wechat"
 )
 
 func runServe(ctx context.Context, args []string, stdout io.Writer) error {
@@ -33,6 +34,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	badKeyRate := fs.Float64("bad-key-rate", 5, "unknown API keys per second one client address may send (bursts of twice that) before its keys the node has not cached are answered 429 without a database lookup; negative disables")
 	gatewayListen := fs.String("gateway-listen", envOr("WXHUB_GATEWAY_LISTEN", ""), "address of the WeChat-compatible gateway (point an SDK's API host here); empty: no gateway (env WXHUB_GATEWAY_LISTEN)")
 	gatewayUpstream := fs.String("gateway-upstream", envOr("WXHUB_GATEWAY_UPSTREAM", server.DefaultGatewayUpstream), "where the gateway forwards the WeChat calls it does not answer itself (env WXHUB_GATEWAY_UPSTREAM)")
+	wechatURL := fs.String("wechat-base-url", envOr("WXHUB_WECHAT_BASE_URL", server.DefaultWeChatBaseURL), "WeChat API base URL for the calls a request makes itself (a component's pre-authorization code) (env WXHUB_WECHAT_BASE_URL)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: wxhub serve [flags]\n\nNeeds WXHUB_KEYS; WXHUB_BOOTSTRAP_ADMIN_KEY, if set, makes sure an admin key with that value exists.")
@@ -84,7 +86,7 @@ func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, BadKeyRate: *badKeyRate, Logger: logger})
+	srv := newAPIServer(store, server.Config{ListenerURL: *listenerURL, StalenessBound: *bound, RefreshWait: *wait, Overlap: *overlap, RateLimit: *rateLimit, BadKeyRate: *badKeyRate, WeChat: wechat.New(*wechatURL, nil), Logger: logger})
 	if *gatewayListen != "" {
 		_, stop, err := startGateway(ctx, srv, *gatewayListen, *gatewayUpstream, logger)
 		if err != nil {
