@@ -196,9 +196,16 @@ func TestAComponentGetsItsTokenFromTheTicketsWeChatPushes(t *testing.T) {
 	createComponent(t, e, n)
 	e.startWorker(t)
 
-	// Without a ticket there is nothing to fetch the token with: the worker waits.
+	// Without a ticket there is nothing to fetch the token with: the worker leaves the
+	// token unscheduled rather than trying and failing.
 	time.Sleep(300 * time.Millisecond)
-	require.Zero(t, e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIComponentToken])
+	comp, err := e.store.GetAccount(context.Background(), componentAppID)
+	require.NoError(t, err)
+	require.Equal(t, "active", comp.Status)
+	waiting, err := e.store.GetCredential(context.Background(), comp.ID, "access_token")
+	require.ErrorIs(t, err, db.ErrNotFound, "no token yet")
+	require.Nil(t, waiting.RefreshAt, "not scheduled before a ticket")
+	require.Zero(t, waiting.Attempts, "no attempt before a ticket")
 
 	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: componentAppID, Secret: "component-secret", Kind: wechatsim.KindComponent,
 		CallbackToken: callbackToken, EncodingAESKey: currentAESKey, CallbackURL: n.url + "/v1/components/" + componentAppID + "/events"}))
