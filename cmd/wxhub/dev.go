@@ -347,9 +347,12 @@ func createAccounts(ctx context.Context, store *db.Store, accounts accountFlags)
 	return nil
 }
 
-// teachSimulator passes every request on, and when one created an account or gave it a
+// teachSimulator passes every request on, and when one creates an account or gives it a
 // new secret, tells the simulator, so the account works against it at once. Only dev does
-// this: a real WeChat knows its accounts.
+// this: a real WeChat knows its accounts. An appid the simulator has never seen is taught
+// before the request runs: the worker may call WeChat for a new account as soon as its row
+// commits, before this handler could speak. Anything else is taught only once wxhub took it,
+// so a refused request never changes a secret the simulator checks.
 func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		created := r.Method == http.MethodPost && r.URL.Path == "/v1/accounts"
@@ -364,8 +367,6 @@ func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Lo
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
 		var in struct {
 			AppID   string `json:"appid"`
 			Kind    string `json:"kind"`
@@ -373,17 +374,40 @@ func teachSimulator(next http.Handler, sim *wechatsim.Simulator, logger *slog.Lo
 			CorpID  string `json:"corp_id"`
 			AgentID int64  `json:"agent_id"`
 		}
-		if rec.status/100 != 2 || json.Unmarshal(body, &in) != nil || in.Secret == "" {
+		if json.Unmarshal(body, &in) != nil || in.Secret == "" {
+			next.ServeHTTP(w, r)
 			return
 		}
 		if updated {
 			in.AppID, in.Kind = strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), ""
 		}
-		acct := wechatsim.Account{AppID: in.AppID, Secret: in.Secret, Kind: in.Kind, CorpID: in.CorpID, AgentID: in.AgentID}
-		if err := sim.AddAccount(acct); err != nil {
-			logger.Warn("the simulator did not take the account", "appid", in.AppID, "err", err)
+		teach := func() {
+			acct := wechatsim.Account{AppID: in.AppID, Secret: in.Secret, Kind: in.Kind, CorpID: in.CorpID, AgentID: in.AgentID}
+			if err := sim.AddAccount(acct); err != nil {
+				logger.Warn("the simulator did not take the account", "appid", in.AppID, "err", err)
+			}
+		}
+		if created && !simulatorKnows(sim, in.AppID) {
+			teach()
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status/100 == 2 {
+			teach()
 		}
 	})
+}
+
+// simulatorKnows reports whether the simulator has an account with appid.
+func simulatorKnows(sim *wechatsim.Simulator, appid string) bool {
+	for _, a := range sim.Accounts() {
+		if a.AppID == appid {
+			return true
+		}
+	}
+	return false
 }
 
 // statusRecorder remembers the status a handler wrote.
