@@ -74,6 +74,14 @@ type Account struct {
 	CreatedAt    time.Time
 	CorpID       string // a WeCom app's corp, "" for other kinds
 	AgentID      int64  // a WeCom app's agent id, 0 for other kinds
+	// ComponentAccountID is, for an authorizer, the id of the component it authorized.
+	ComponentAccountID int64
+	// AuthorizationInfo is, for an authorizer, what it granted ({"func_info": [...]} as
+	// WeChat sent it); WeChatInfo its authorizer_info as WeChat last reported it, read at
+	// WeChatInfoAt.
+	AuthorizationInfo json.RawMessage
+	WeChatInfo        json.RawMessage
+	WeChatInfoAt      *time.Time
 }
 
 // ErrCorpTicketKept is the conflict of a WeCom app asked to keep its corp's jsapi ticket
@@ -183,6 +191,10 @@ func toAccount(row dbsqlc.Account) (Account, error) {
 	if row.AgentID != nil {
 		a.AgentID = *row.AgentID
 	}
+	if row.ComponentAccountID != nil {
+		a.ComponentAccountID = *row.ComponentAccountID
+	}
+	a.AuthorizationInfo, a.WeChatInfo, a.WeChatInfoAt = row.AuthorizationInfo, row.WechatInfo, row.WechatInfoAt
 	if err := json.Unmarshal(row.DailyLimits, &a.DailyLimits); err != nil {
 		return Account{}, fmt.Errorf("account %s: daily limits: %w", row.Appid, err)
 	}

@@ -90,7 +90,13 @@ type Claim struct {
 	Secret      string
 	Current     string     // the stored value, "" before the first fetch
 	ExpiresAt   *time.Time // of the stored value
-	AccessToken string     // for tickets: the account's access token
+	// AccessToken is the token the call is made with: for tickets the account's access
+	// token, for an authorizer's access token its component's.
+	AccessToken string
+	// TokenAccountID is the account whose access token AccessToken is.
+	TokenAccountID int64
+	// ComponentAppID is, for an authorizer, the appid of the component it authorized.
+	ComponentAppID string
 	// VerifyTicket is, for a component's access token, the latest component_verify_ticket
 	// WeChat pushed, "" when none is younger than VerifyTicketLifetime.
 	VerifyTicket string
@@ -320,16 +326,20 @@ func (s *Store) toClaim(d dbsqlc.CredentialLockDueRow, c dbsqlc.CredentialClaimR
 		cl.OpenErr = fmt.Errorf("%s of account %s: %w", d.Kind, d.Appid, err)
 		return cl
 	}
+	cl.ComponentAppID = deref(d.ComponentAppid)
 	if d.TokenGeneration != nil {
 		cl.TokenGeneration = *d.TokenGeneration
 	}
+	if d.TokenAccountID != nil {
+		cl.TokenAccountID = *d.TokenAccountID
+	}
 	if d.TokenExpiresAt != nil && time.Now().Before(*d.TokenExpiresAt) {
-		dependency, into := "access_token", &cl.AccessToken
-		if d.Kind == "access_token" {
-			dependency, into = "verify_ticket", &cl.VerifyTicket
+		dependency, into := deref(d.TokenKind), &cl.AccessToken
+		if dependency == "verify_ticket" {
+			into = &cl.VerifyTicket
 		}
-		if *into, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(d.AccountID, dependency)); err != nil {
-			cl.OpenErr = fmt.Errorf("%s of account %s: %w", dependency, d.Appid, err)
+		if *into, err = s.open(d.TokenKeyID, d.TokenCiphertext, valueAD(cl.TokenAccountID, dependency)); err != nil {
+			cl.OpenErr = fmt.Errorf("%s of account %d (for %s): %w", dependency, cl.TokenAccountID, d.Appid, err)
 		}
 	}
 	return cl
@@ -347,6 +357,9 @@ type Write struct {
 	// PreviousValidFor is how long WeChat keeps accepting the value being replaced (its
 	// own expiry caps it): the overlap for APIs that rotate on every call.
 	PreviousValidFor time.Duration
+	// RefreshToken, when set, is the authorizer refresh token WeChat answered with the
+	// value: it replaces the account's stored one in the same statement.
+	RefreshToken string
 }
 
 // WriteCredential stores one new value for a claimed credential: WriteCredentials with a
@@ -384,7 +397,9 @@ type WriteOutcome struct {
 // time, and NOTIFYs to API nodes, each row fenced on its own claim (no later claim took it
 // over) and on the generation that claim read. The outcomes come in the order of writes. An
 // error means the statement failed and nothing of the batch is known to be stored: a retry
-// recognises what was (Replayed). This is the only place a credential value is written.
+// recognises what was (Replayed). This is the only place a refreshed credential value is
+// written; the values WeChat hands over unasked are stored where they arrive: a pushed
+// component_verify_ticket (StoreVerifyTicket) and the token of an authorization (Authorize).
 func (s *Store) WriteCredentials(ctx context.Context, writes []ClaimWrite) ([]WriteOutcome, error) {
 	var p dbsqlc.CredentialWriteFencedParams
 	for _, cw := range writes {
@@ -403,6 +418,15 @@ func (s *Store) WriteCredentials(ctx context.Context, writes []ClaimWrite) ([]Wr
 		p.ExpiresAts = append(p.ExpiresAts, w.ExpiresAt)
 		p.RefreshInSeconds = append(p.RefreshInSeconds, w.RefreshIn.Seconds())
 		p.PreviousValidSeconds = append(p.PreviousValidSeconds, w.PreviousValidFor.Seconds())
+		var secretKeyID string
+		var secret []byte
+		if w.RefreshToken != "" {
+			if secretKeyID, secret, err = s.ring.Seal([]byte(w.RefreshToken), secretAD(c.AppID)); err != nil {
+				return nil, fmt.Errorf("write refresh token of %s: %w", c.AppID, err)
+			}
+		}
+		p.SecretCiphertexts = append(p.SecretCiphertexts, secret)
+		p.SecretKeyIds = append(p.SecretKeyIds, secretKeyID)
 	}
 	rows, err := s.q.CredentialWriteFenced(ctx, p)
 	if err != nil {
@@ -556,4 +580,14 @@ func (s *Store) PruneQuotaLedger(ctx context.Context, keepDays int) (int64, erro
 		return n, fmt.Errorf("prune the hourly ledger: %w", err)
 	}
 	return n + h, nil
+}
+
+// RecordCall counts in the quota ledger a call to api made outside a claim's own count (see
+// UpstreamCallsRecord); dailyLimit is recorded when the day's row is new.
+func (s *Store) RecordCall(ctx context.Context, tenantID, accountID int64, api string, dailyLimit int) error {
+	if err := s.q.UpstreamCallsRecord(ctx, dbsqlc.UpstreamCallsRecordParams{
+		TenantID: tenantID, AccountID: accountID, Api: api, DailyLimit: int32(dailyLimit)}); err != nil {
+		return fmt.Errorf("count a call to %s of account %d: %w", api, accountID, err)
+	}
+	return nil
 }

@@ -53,16 +53,22 @@ WITH due AS (
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
-       a.corp_id, a.secret_ciphertext, a.secret_key_id,
+       a.corp_id, a.secret_ciphertext, a.secret_key_id, ca.appid AS component_appid,
+       t.account_id AS token_account_id, t.kind AS token_kind,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
        t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
+LEFT JOIN accounts ca ON ca.id = a.component_account_id
 -- What the refresh is fetched with: a ticket with the account's access token, a component's
--- access token with the verify ticket WeChat pushed.
-LEFT JOIN credentials t ON t.account_id = due.account_id
+-- access token with the verify ticket WeChat pushed, an authorizer's access token with its
+-- component's access token.
+LEFT JOIN credentials t
+    ON t.account_id = CASE WHEN due.kind = 'access_token' AND a.kind = 'authorizer'
+                           THEN a.component_account_id ELSE due.account_id END
     AND t.kind = CASE WHEN due.kind <> 'access_token' THEN 'access_token'
-                      WHEN a.kind = 'component' THEN 'verify_ticket' END
+                      WHEN a.kind = 'component' THEN 'verify_ticket'
+                      WHEN a.kind = 'authorizer' THEN 'access_token' END
 ORDER BY due.refresh_at;
 
 -- name: CredentialUnschedule :exec
@@ -238,14 +244,16 @@ WHERE s.account_id = deferred.account_id
 -- answer was lost (replayed); a credential without a row was fenced. The next refresh time
 -- is also the earliest time a replacement may be fetched (replace_not_before), and any
 -- orphan hold ends: the stored value is WeChat's newest. A new access token also wakes the
--- account's tickets that wait for a first one, and any write clears a failing status.
+-- account's tickets that wait for a first one, any write clears a failing status, and an
+-- authorizer's new refresh token is stored with its access token.
 WITH input AS (
     SELECT unnest(@account_ids::bigint[]) AS account_id, unnest(@kinds::text[]) AS kind,
            unnest(@claim_seqs::bigint[]) AS claim_seq, unnest(@generations::bigint[]) AS generation,
            unnest(@value_ciphertexts::bytea[]) AS value_ciphertext, unnest(@value_key_ids::text[]) AS value_key_id,
            unnest(@value_fingerprints::text[]) AS value_fingerprint, unnest(@expires_ats::timestamptz[]) AS expires_at,
            unnest(@refresh_in_seconds::float8[]) AS refresh_in_seconds,
-           unnest(@previous_valid_seconds::float8[]) AS previous_valid_seconds
+           unnest(@previous_valid_seconds::float8[]) AS previous_valid_seconds,
+           unnest(@secret_ciphertexts::bytea[]) AS secret_ciphertext, unnest(@secret_key_ids::text[]) AS secret_key_id
 ), written AS (
     UPDATE credentials c
     SET previous_ciphertext  = CASE WHEN c.expires_at > now() THEN c.value_ciphertext END,
@@ -296,12 +304,20 @@ WITH input AS (
     FROM woken
     WHERE s.account_id = woken.account_id
       AND s.kind = woken.kind
-), recovered AS (
+), accounts_written AS (
+    -- A failing account recovers; an authorizer keeps the refresh token WeChat answered with
+    -- the access token (secret_key_id '' when there is none to keep), in this statement, so
+    -- the token stored is never one whose refresh token was lost.
     UPDATE accounts a
-    SET status = 'active', status_reason = '', updated_at = now()
+    SET status            = CASE WHEN a.status = 'failing' THEN 'active' ELSE a.status END,
+        status_reason     = CASE WHEN a.status = 'failing' THEN '' ELSE a.status_reason END,
+        secret_ciphertext = CASE WHEN i.secret_key_id <> '' THEN i.secret_ciphertext ELSE a.secret_ciphertext END,
+        secret_key_id     = CASE WHEN i.secret_key_id <> '' THEN i.secret_key_id ELSE a.secret_key_id END,
+        updated_at        = now()
     FROM written
+    JOIN input i ON i.account_id = written.account_id AND i.kind = written.kind
     WHERE a.id = written.account_id
-      AND a.status = 'failing'
+      AND (a.status = 'failing' OR i.secret_key_id <> '')
 ), notified AS (
     SELECT pg_notify('wxhub_changes', json_build_object('credentials',
                json_agg(json_build_array(n.account_id, n.kind, n.generation)))::text)

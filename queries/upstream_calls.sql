@@ -64,3 +64,11 @@ WHERE scope = @scope
 -- retention: only the current window decides anything.
 DELETE FROM upstream_calls_hourly
 WHERE window_start < now() - make_interval(hours => @keep_hours::int);
+
+-- name: UpstreamCallsRecord :exec
+-- UpstreamCallsRecord counts a call made outside a claim's own count: a worker's second call
+-- within one claim (an authorizer's refresh token recovered) or a call an API node makes on
+-- a request's behalf. The call was made, so it is counted even past the limit.
+INSERT INTO upstream_calls AS u (tenant_id, account_id, api, day, calls, daily_limit)
+VALUES (@tenant_id, @account_id, @api, ((now() AT TIME ZONE 'UTC') + interval '8 hours')::date, 1, @daily_limit)
+ON CONFLICT (account_id, api, day) DO UPDATE SET calls = u.calls + 1;

@@ -33,6 +33,10 @@ type AccountBody struct {
 	CreatedAt    time.Time      `json:"created_at"`
 	CorpID       string         `json:"corp_id,omitempty" doc:"A WeCom app's corp id."`
 	AgentID      int64          `json:"agent_id,omitempty" doc:"A WeCom app's agent id."`
+	// An authorizer's context, as WeChat reports it.
+	Authorization map[string]any `json:"authorization,omitempty" doc:"An authorizer's grant to its component: func_info, the function scopes, as WeChat sent them. Read at every authorization event and daily."`
+	WeChatInfo    map[string]any `json:"wechat_info,omitempty" doc:"An authorizer's authorizer_info as WeChat last reported it: nick_name, service_type_info, verify_type_info, principal_name, and the rest. Read at every authorization event and daily."`
+	WeChatInfoAt  *time.Time     `json:"wechat_info_at,omitempty" doc:"When wechat_info and authorization were last read from WeChat."`
 }
 
 // CredentialStateBody is the freshness of one credential: never its value.
@@ -453,9 +457,16 @@ func accountBody(a db.Account, tenant string) AccountBody {
 	}
 	base := map[string]any{}
 	_ = json.Unmarshal(a.BaseInfo, &base) // the column is a JSON object by constraint
-	return AccountBody{AppID: a.AppID, Kind: a.Kind, Tenant: tenant, Status: a.Status, StatusReason: a.StatusReason,
+	body := AccountBody{AppID: a.AppID, Kind: a.Kind, Tenant: tenant, Status: a.Status, StatusReason: a.StatusReason,
 		TokenMode: a.TokenMode, Tickets: tickets, DailyLimits: limits, BaseInfo: base, CreatedAt: a.CreatedAt,
 		CorpID: a.CorpID, AgentID: a.AgentID}
+	if a.Kind == "authorizer" {
+		// Both columns are JSON objects by constraint.
+		_ = json.Unmarshal(a.AuthorizationInfo, &body.Authorization)
+		_ = json.Unmarshal(a.WeChatInfo, &body.WeChatInfo)
+		body.WeChatInfoAt = a.WeChatInfoAt
+	}
+	return body
 }
 
 // tenantNames maps tenant ids to names. Tenants are few; the account endpoints (not the

@@ -107,11 +107,15 @@ func (s *Server) registerComponents() {
 		OperationID: "receive-component-event", Method: http.MethodPost, Path: "/v1/components/{component_appid}/events",
 		Summary: "Receive a push from WeChat", Tags: []string{"Components"},
 		Metadata: map[string]any{publicKey: true}, Security: []map[string][]string{},
-		Errors: []int{400, 403, 404, 422, 501},
+		Errors: []int{400, 403, 404, 409, 422, 502, 503},
 		Description: "The authorization event URL to set on WeChat's open platform for the component. " +
 			"No API key: WeChat signs every push with the component's callback token and encrypts it with its " +
 			"EncodingAESKey. A push is accepted once, within five minutes of its timestamp, and answered `success`. " +
-			"component_verify_ticket is stored (the newest wins) and wakes a component waiting for a token.",
+			"component_verify_ticket is stored (the newest wins) and wakes a component waiting for a token. " +
+			"authorized exchanges the code (api_query_auth) and creates the authorizer's account, or brings back one " +
+			"revoked before; updateauthorized reads what the authorizer now grants; unauthorized stops refreshing the " +
+			"account and serving its credentials (410). When WeChat refuses or cannot be reached (502, 503) the push is " +
+			"not recorded, and WeChat sends it again.",
 	}, func(ctx context.Context, in *ComponentEventInput) (*ComponentEventOutput, error) {
 		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
 		switch {
@@ -135,10 +139,18 @@ func (s *Server) registerComponents() {
 				return nil, huma.Error400BadRequest("component_verify_ticket push without a ticket")
 			}
 			_, err = s.store.StoreVerifyTicket(ctx, comp, push, ev.ComponentVerifyTicket, time.Unix(ev.CreateTime, 0))
-		case callback.InfoTypeAuthorized, callback.InfoTypeUpdateAuthorized, callback.InfoTypeUnauthorized:
-			// Not recorded: answered with an error, WeChat sends the event again later, by when
-			// wxhub may handle it.
-			return nil, huma.NewError(http.StatusNotImplemented, "authorization events are not handled yet")
+		case callback.InfoTypeAuthorized, callback.InfoTypeUpdateAuthorized:
+			// Answered with an error (WeChat refused the code, or could not be reached), the
+			// push is not recorded and WeChat sends it again.
+			if _, _, err := s.authorize(ctx, comp, &push, ev.AuthorizerAppID, ev.AuthorizationCode); err != nil {
+				return nil, err
+			}
+		case callback.InfoTypeUnauthorized:
+			var revoked bool
+			revoked, err = s.store.RevokeAuthorization(ctx, comp, &push, ev.AuthorizerAppID, time.Unix(ev.CreateTime, 0))
+			if err == nil {
+				s.log.Info("authorization revoked", "component", comp.AppID, "appid", ev.AuthorizerAppID, "known", revoked)
+			}
 		default:
 			// WeChat adds event types over time; one wxhub does not use is acknowledged, or
 			// WeChat would keep sending it.

@@ -102,9 +102,10 @@ func (s *Server) registerCredentials() {
 		Description: "Returns the current access token from memory. If the account has none that is valid (first " +
 			"fetch, refresh in progress), the request waits for the refresh for up to 10 s, then answers 503 with Retry-After. " +
 			"When no refresh can help, it answers at once: 409 for an account that is disabled, revoked or whose " +
-			"configuration WeChat refuses (with WeChat's errcode), 503 with Retry-After until the next quota day when the " +
+			"configuration WeChat refuses (with WeChat's errcode), 410 for an authorizer whose merchant revoked the " +
+			"authorization, 503 with Retry-After until the next quota day when the " +
 			"day's calls are spent (problem types in docs/problems.md).",
-		Errors: []int{401, 403, 404, 409, 503},
+		Errors: []int{401, 403, 404, 409, 410, 503},
 	}, func(ctx context.Context, in *AccessTokenInput) (*TokenOutput, error) {
 		cred, err := s.credential(ctx, in.AppID, "access_token", time.Duration(in.MinTTL)*time.Second)
 		if err != nil {
@@ -117,7 +118,7 @@ func (s *Server) registerCredentials() {
 		Summary: "Get an account's ticket", Tags: []string{"Credentials"}, Metadata: tenantOrAdmin,
 		Description: "Returns the current JS-SDK (jsapi), card (wx_card) or WeCom agent (agent_config) ticket. 404 if the account " +
 			"does not keep that ticket. Waits and fails like the access token.",
-		Errors: []int{401, 403, 404, 409, 503},
+		Errors: []int{401, 403, 404, 409, 410, 503},
 	}, func(ctx context.Context, in *TicketInput) (*TicketOutput, error) {
 		cred, err := s.credential(ctx, in.AppID, ticketKinds[in.Type], 0)
 		if err != nil {
@@ -135,7 +136,7 @@ func (s *Server) registerCredentials() {
 			"(however many callers report it at once) and the new token is returned; if a newer token already exists, it " +
 			"is returned at once. Never an unconditional refresh. Only errcodes that say the token is dead (40001, 40014, " +
 			"42001) are reports; any other errcode is answered 422.",
-		Errors: []int{401, 403, 404, 422, 503},
+		Errors: []int{401, 403, 404, 409, 410, 422, 503},
 	}, func(ctx context.Context, in *InvalidateInput) (*TokenOutput, error) {
 		if in.Body.ErrCode != 0 && !deadTokenCodes[in.Body.ErrCode] {
 			return nil, huma.Error422UnprocessableEntity(fmt.Sprintf("errcode %d does not say the access token is dead "+
@@ -153,7 +154,7 @@ func (s *Server) registerCredentials() {
 		Description: "Returns appId, timestamp, nonceStr and signature for wx.config on the given page, signed with the account's current jsapi ticket, " +
 			"or with ticket agent_config, for WeCom's wx.agentConfig, with the app's agent_config ticket (same format). A WeCom page passes its corpid " +
 			"(wx.config) or corpid and agentid (wx.agentConfig) as the appId.",
-		Errors: []int{401, 403, 404, 422, 503},
+		Errors: []int{401, 403, 404, 409, 410, 422, 503},
 	}, func(ctx context.Context, in *JSSDKInput) (*JSSDKOutput, error) {
 		page, err := url.Parse(in.Body.URL)
 		if err != nil || (page.Scheme != "http" && page.Scheme != "https") || page.Host == "" {
@@ -221,9 +222,10 @@ func (s *Server) goodUntil(c db.CachedCredential, now time.Time) time.Time {
 }
 
 // servable reports whether a value exists, can be promised for at least minPromise more,
-// and was not reported rejected by WeChat.
+// was not reported rejected by WeChat, and belongs to an account that has not withdrawn its
+// authorization (WeChat stops taking its tokens).
 func (s *Server) servable(c db.CachedCredential, now time.Time) bool {
-	return c.Value != "" && s.goodUntil(c, now).Sub(now) >= minPromise && !s.reportedDead(c)
+	return c.Value != "" && c.AccountStatus != "unauthorized" && s.goodUntil(c, now).Sub(now) >= minPromise && !s.reportedDead(c)
 }
 
 // deadToken is an access token an app server reported WeChat rejected: its generation.

@@ -58,7 +58,7 @@ func (s *Server) fastToken(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	e := s.cache.entry(credKey{appid, "access_token"}, now)
-	if e == nil || !p.mayAccess(e.cred.TenantID) {
+	if e == nil || !p.mayAccess(e.cred.TenantID) || e.cred.AccountStatus == "unauthorized" {
 		return false
 	}
 	good := s.goodUntil(e.cred, now)

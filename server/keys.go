@@ -177,6 +177,7 @@ func (s *Server) register() {
 	s.registerKeysAndTenants()
 	s.registerAudit()
 	s.registerComponents()
+	s.registerAuthorizers()
 	documentRetries(s.api.OpenAPI())
 }
 

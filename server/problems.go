@@ -28,7 +28,6 @@ var problemTypes = map[int]string{
 	http.StatusPreconditionRequired:  "urn:wxhub:problem:precondition-required",
 	http.StatusTooManyRequests:       "urn:wxhub:problem:rate-limited",
 	http.StatusInternalServerError:   "urn:wxhub:problem:internal",
-	http.StatusNotImplemented:        "urn:wxhub:problem:not-implemented",
 	http.StatusServiceUnavailable:    "urn:wxhub:problem:unavailable",
 }
 
@@ -92,8 +91,9 @@ func cannotRefresh(c db.CachedCredential, now time.Time) error {
 		return &problem{Type: problemAccountDisabled, Title: "Account disabled", Status: http.StatusConflict,
 			Detail: fmt.Sprintf("account %s is disabled: its credentials are not refreshed until it is enabled", c.AppID)}
 	case "unauthorized":
-		return &problem{Type: problemAccountUnauthorized, Title: "Authorization revoked", Status: http.StatusConflict,
-			Detail: fmt.Sprintf("account %s revoked its authorization: %s", c.AppID, c.StatusReason)}
+		return &problem{Type: problemAccountUnauthorized, Title: "Authorization revoked", Status: http.StatusGone,
+			Detail: fmt.Sprintf("account %s withdrew its authorization, and its credentials are no longer served: %s; "+
+				"a new authorization brings it back", c.AppID, c.StatusReason)}
 	case "failing":
 		if !c.Refreshing && (c.RefreshAt == nil || c.RefreshAt.After(now)) {
 			return &problem{Type: problemAccountFailing, Title: "WeChat refuses the account's configuration",

@@ -177,10 +177,8 @@ type request struct {
 
 // answer is the union of the credential answers' fields. The token
 // endpoints answer success without an errcode field and getticket answers
-// errcode 0, so an absent errcode and 0 both mean success.
+// errcode 0, so an absent errcode and 0 both mean success (exchange checks it).
 type answer struct {
-	ErrCode     int    `json:"errcode"`
-	ErrMsg      string `json:"errmsg"`
 	AccessToken string `json:"access_token"`
 	Ticket      string `json:"ticket"`
 	ExpiresIn   int64  `json:"expires_in"`
@@ -193,11 +191,43 @@ type answer struct {
 // call performs rq and turns every outcome into a Token or an error that is
 // safe to log and that Classify understands.
 func (c *Client) call(ctx context.Context, rq request) (Token, error) {
+	var a answer
+	red, err := c.exchange(ctx, rq, &a)
+	if err != nil {
+		return Token{}, err
+	}
+	value := a.AccessToken
+	switch rq.field {
+	case "ticket":
+		value = a.Ticket
+	case "component_access_token":
+		value = a.ComponentAccessToken
+	case "pre_auth_code":
+		value = a.PreAuthCode
+	}
+	return checkToken(rq, red, value, a.ExpiresIn)
+}
+
+// checkToken makes the Token of an answer, or the failure saying what the answer lacks.
+func checkToken(rq request, red redactor, value string, expiresIn int64) (Token, error) {
+	switch {
+	case value == "":
+		return Token{}, newFailure(rq.api, KindTransient, "malformed answer: no "+rq.field, nil, red)
+	case expiresIn <= 0 || expiresIn > maxExpiresIn:
+		return Token{}, newFailure(rq.api, KindTransient, fmt.Sprintf("malformed answer: expires_in %d", expiresIn), nil, red)
+	}
+	return Token{Value: value, ExpiresIn: time.Duration(expiresIn) * time.Second}, nil
+}
+
+// exchange performs rq and decodes a success answer into out. Every other outcome is an
+// error: WeChat's errcode as an *Error, anything else as a failure with its Kind. It
+// returns the call's redactor, for errors its caller makes about the answer.
+func (c *Client) exchange(ctx context.Context, rq request, out any) (redactor, error) {
+	red := newRedactor(rq.secrets...)
 	if c.baseErr != nil {
 		// The base URL holds no secret of this call: nothing to redact.
-		return Token{}, newFailure(rq.api, KindBug, "invalid base URL", c.baseErr, nil)
+		return red, newFailure(rq.api, KindBug, "invalid base URL", c.baseErr, nil)
 	}
-	red := newRedactor(rq.secrets...)
 	u := c.base.JoinPath(rq.path)
 	u.RawQuery = rq.query.Encode()
 
@@ -205,13 +235,13 @@ func (c *Client) call(ctx context.Context, rq request) (Token, error) {
 	if rq.body != nil {
 		b, err := json.Marshal(rq.body)
 		if err != nil {
-			return Token{}, newFailure(rq.api, KindBug, "encode request", err, red)
+			return red, newFailure(rq.api, KindBug, "encode request", err, red)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, rq.method, u.String(), body)
 	if err != nil {
-		return Token{}, newFailure(rq.api, KindBug, "build request", err, red)
+		return red, newFailure(rq.api, KindBug, "build request", err, red)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -226,48 +256,39 @@ func (c *Client) call(ctx context.Context, rq request) (Token, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Token{}, newFailure(rq.api, KindTransient, "", err, red)
+		return red, newFailure(rq.api, KindTransient, "", err, red)
 	}
 	defer resp.Body.Close()
 	// Reading to EOF (within the cap) lets the connection be reused.
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
-		return Token{}, newFailure(rq.api, KindTransient, "read answer", err, red)
+		return red, newFailure(rq.api, KindTransient, "read answer", err, red)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := "HTTP " + resp.Status
 		if s := snippet(data, red); s != "" {
 			msg += fmt.Sprintf(": %q", s)
 		}
-		return Token{}, newFailure(rq.api, KindTransient, msg, nil, red)
+		return red, newFailure(rq.api, KindTransient, msg, nil, red)
 	}
 	if len(data) > maxAnswerBytes {
-		return Token{}, newFailure(rq.api, KindTransient, fmt.Sprintf("malformed answer: longer than %d bytes", maxAnswerBytes), nil, red)
+		return red, newFailure(rq.api, KindTransient, fmt.Sprintf("malformed answer: longer than %d bytes", maxAnswerBytes), nil, red)
 	}
 	// WeChat sometimes labels JSON text/plain, so the Content-Type is ignored.
-	var a answer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return Token{}, newFailure(rq.api, KindTransient, "malformed answer", err, red)
+	var status struct {
+		ErrCode int    `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
 	}
-	if a.ErrCode != 0 {
-		return Token{}, &Error{API: rq.api, Code: a.ErrCode, Message: red.apply(a.ErrMsg)}
+	if err := json.Unmarshal(data, &status); err != nil {
+		return red, newFailure(rq.api, KindTransient, "malformed answer", err, red)
 	}
-	value := a.AccessToken
-	switch rq.field {
-	case "ticket":
-		value = a.Ticket
-	case "component_access_token":
-		value = a.ComponentAccessToken
-	case "pre_auth_code":
-		value = a.PreAuthCode
+	if status.ErrCode != 0 {
+		return red, &Error{API: rq.api, Code: status.ErrCode, Message: red.apply(status.ErrMsg)}
 	}
-	switch {
-	case value == "":
-		return Token{}, newFailure(rq.api, KindTransient, "malformed answer: no "+rq.field, nil, red)
-	case a.ExpiresIn <= 0 || a.ExpiresIn > maxExpiresIn:
-		return Token{}, newFailure(rq.api, KindTransient, fmt.Sprintf("malformed answer: expires_in %d", a.ExpiresIn), nil, red)
+	if err := json.Unmarshal(data, out); err != nil {
+		return red, newFailure(rq.api, KindTransient, "malformed answer", err, red)
 	}
-	return Token{Value: value, ExpiresIn: time.Duration(a.ExpiresIn) * time.Second}, nil
+	return red, nil
 }
 
 // snippet returns a non-2xx body worth quoting in an error: short, one line

@@ -15,6 +15,11 @@ type metrics struct {
 	// writeBatches and writeSeconds describe the statements that store fetched values.
 	writeBatches prometheus.Histogram
 	writeSeconds prometheus.Histogram
+	// refreshTokenRecoveries counts authorizer refresh tokens WeChat no longer took, read
+	// again from WeChat.
+	refreshTokenRecoveries prometheus.Counter
+	// contexts counts the daily reads of authorizers' context, by outcome.
+	contexts *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -58,9 +63,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of the statements that store fetched values, commit included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		refreshTokenRecoveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxhub_worker_refresh_token_recoveries_total",
+			Help: "Authorizer refresh tokens WeChat no longer took (61023), replaced by the current one api_get_authorizer_info answered.",
+		}),
+		contexts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxhub_worker_authorizer_contexts_total",
+			Help: "Daily reads of authorizers' context from WeChat by outcome (unchanged, changed, revoked, error).",
+		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.refreshes, m.upstream, m.claims, m.retries, m.overQuota, m.due, m.calling,
-		m.writeBatches, m.writeSeconds} {
+		m.writeBatches, m.writeSeconds, m.refreshTokenRecoveries, m.contexts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"wxhub/db"
@@ -29,20 +30,30 @@ type refresher struct {
 	// needsVerifyTicket is true for a component's token, fetched with the verify ticket
 	// WeChat pushes to the component's callback endpoint.
 	needsVerifyTicket bool
-	fetch             func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error)
+	fetch             func(ctx context.Context, w *Worker, c *wechat.Client, cl db.Claim) (fetched, error)
 }
+
+// fetched is what a refresher got from WeChat: the value, and for an authorizer the refresh
+// token to keep with it.
+type fetched struct {
+	wechat.Token
+	refreshToken string
+}
+
+// value wraps a call that answers a value alone.
+func value(t wechat.Token, err error) (fetched, error) { return fetched{Token: t}, err }
 
 var (
 	stableToken = refresher{
 		api: wechat.APIStableToken, defaultLimit: 500_000,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.StableToken(ctx, cl.AppID, cl.Secret, false)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.StableToken(ctx, cl.AppID, cl.Secret, false))
 		},
 	}
 	classicToken = refresher{
 		api: wechat.APIToken, defaultLimit: 2_000, rotates: true,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.ClassicToken(ctx, cl.AppID, cl.Secret)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.ClassicToken(ctx, cl.AppID, cl.Secret))
 		},
 	}
 )
@@ -56,22 +67,22 @@ var (
 var (
 	wecomToken = refresher{
 		api: wechat.APIWeComToken, defaultLimit: 100_000, rotates: true, wecom: true,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.WeComToken(ctx, cl.CorpID, cl.Secret)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.WeComToken(ctx, cl.CorpID, cl.Secret))
 		},
 	}
 	wecomCorpTicket = refresher{
 		api: wechat.APIWeComJSAPITicket, defaultLimit: 400 * 24, rotates: true, needsAccessToken: true, wecom: true,
 		hourlyLimit: 400, perCorp: true,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.WeComJSAPITicket(ctx, cl.AccessToken)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.WeComJSAPITicket(ctx, cl.AccessToken))
 		},
 	}
 	wecomAgentTicket = refresher{
 		api: wechat.APIWeComAgentTicket, defaultLimit: 100 * 24, rotates: true, needsAccessToken: true, wecom: true,
 		hourlyLimit: 100,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.WeComAgentTicket(ctx, cl.AccessToken)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.WeComAgentTicket(ctx, cl.AccessToken))
 		},
 	}
 )
@@ -81,17 +92,54 @@ var (
 // daily_limits can raise it.
 var componentToken = refresher{
 	api: wechat.APIComponentToken, defaultLimit: 2_000, rotates: true, needsVerifyTicket: true,
-	fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-		return c.ComponentToken(ctx, cl.AppID, cl.Secret, cl.VerifyTicket)
+	fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+		return value(c.ComponentToken(ctx, cl.AppID, cl.Secret, cl.VerifyTicket))
 	},
+}
+
+// authorizerToken is the access token of an account that authorized a component, bought
+// with the account's refresh token and the component's token (needsAccessToken: the claim's
+// AccessToken is the component's). WeChat documents no daily limit for it; 2,000 is a guard
+// against a runaway loop.
+var authorizerToken = refresher{
+	api: wechat.APIAuthorizerToken, defaultLimit: 2_000, rotates: true, needsAccessToken: true,
+	fetch: fetchAuthorizerToken,
+}
+
+// codeRefreshTokenInvalid is WeChat's answer to a refresh token it no longer takes.
+const codeRefreshTokenInvalid = 61023
+
+// fetchAuthorizerToken calls api_authorizer_token with the stored refresh token. WeChat may
+// replace the refresh token with every call, and a worker that crashed between WeChat's
+// answer and its commit, or whose answer was lost, leaves a stored refresh token WeChat no
+// longer takes (61023). The authorizer is not stranded: api_get_authorizer_info answers
+// WeChat's current refresh token, and the call is made again with it. Both extra calls are
+// counted in the quota ledger.
+func fetchAuthorizerToken(ctx context.Context, w *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+	t, err := c.AuthorizerToken(ctx, cl.ComponentAppID, cl.AccessToken, cl.AppID, cl.Secret)
+	var we *wechat.Error
+	if !errors.As(err, &we) || we.Code != codeRefreshTokenInvalid {
+		return fetched{Token: t.Token, refreshToken: t.RefreshToken}, err
+	}
+	w.log.Warn("WeChat no longer takes the stored refresh token; reading its current one", "appid", cl.AppID,
+		"component", cl.ComponentAppID)
+	w.metrics.refreshTokenRecoveries.Inc()
+	w.countExtraCall(ctx, cl, wechat.APIGetAuthorizerInfo)
+	info, err := c.GetAuthorizerInfo(ctx, cl.ComponentAppID, cl.AccessToken, cl.AppID)
+	if err != nil {
+		return fetched{}, err
+	}
+	w.countExtraCall(ctx, cl, wechat.APIAuthorizerToken)
+	t, err = c.AuthorizerToken(ctx, cl.ComponentAppID, cl.AccessToken, cl.AppID, info.Authorization.RefreshToken)
+	return fetched{Token: t.Token, refreshToken: t.RefreshToken}, err
 }
 
 // ticket refreshes a JS-SDK or card ticket with the account's current access token.
 func ticket(ticketType string) refresher {
 	return refresher{
 		api: wechat.APIGetTicket, defaultLimit: 100_000, rotates: true, needsAccessToken: true,
-		fetch: func(ctx context.Context, c *wechat.Client, cl db.Claim) (wechat.Token, error) {
-			return c.Ticket(ctx, cl.AccessToken, ticketType)
+		fetch: func(ctx context.Context, _ *Worker, c *wechat.Client, cl db.Claim) (fetched, error) {
+			return value(c.Ticket(ctx, cl.AccessToken, ticketType))
 		},
 	}
 }
@@ -125,6 +173,15 @@ func refresherFor(accountKind, kind, tokenMode string) (refresher, error) {
 	case "component":
 		if kind == "access_token" {
 			return componentToken, nil
+		}
+	case "authorizer":
+		switch kind {
+		case "access_token":
+			return authorizerToken, nil
+		case "jsapi_ticket":
+			return ticket("jsapi"), nil
+		case "wx_card_ticket":
+			return ticket("wx_card"), nil
 		}
 	}
 	return refresher{}, fmt.Errorf("wxhub cannot refresh %s of a %s account yet", kind, accountKind)

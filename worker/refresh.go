@@ -21,7 +21,7 @@ const (
 )
 
 var (
-	errNoAccessToken  = errors.New("no valid access token to fetch the ticket with")
+	errNoAccessToken  = errors.New("no valid access token to make the call with (the account's for a ticket, the component's for an authorizer's token)")
 	errLateClaim      = errors.New("too late in the claim to call WeChat safely; not called")
 	errNoWeComClient  = errors.New("no WeCom base URL configured (--wecom-base-url); not called")
 	errNoVerifyTicket = errors.New("no component_verify_ticket from WeChat in the last 12 hours: check that WeChat's authorization event URL points at wxhub's callback endpoint")
@@ -74,7 +74,7 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	start := time.Now()
 	w.metrics.calling.Inc()
-	tok, err := r.fetch(callCtx, client, c)
+	tok, err := r.fetch(callCtx, w, client, c)
 	w.metrics.calling.Dec()
 	cancel()
 	result := "ok"
@@ -100,18 +100,25 @@ func (w *Worker) refresh(ctx context.Context, c db.Claim) {
 		w.metrics.refreshes.WithLabelValues(c.Kind, "unchanged").Inc()
 		return
 	}
-	w.write(c, r, tok.Value, expiresAt, start)
+	w.write(c, r, tok, expiresAt, start)
+}
+
+// countExtraCall counts a call a refresher makes beyond the one its claim counted.
+func (w *Worker) countExtraCall(ctx context.Context, c db.Claim, api string) {
+	if err := w.store.RecordCall(ctx, c.TenantID, c.AccountID, api, 0); err != nil {
+		w.log.Error("could not count a call in the quota ledger", "appid", c.AppID, "api", api, "err", err)
+	}
 }
 
 // write stores a fetched value. If the database is unreachable it keeps trying while the
 // value is inside its overlap window, because until then the value it replaces still works;
 // after that it gives up and the claim's lease lets the next claim fetch again.
-func (w *Worker) write(c db.Claim, r refresher, value string, expiresAt, fetched time.Time) {
-	deadline := fetched.Add(w.cfg.Overlap)
+func (w *Worker) write(c db.Claim, r refresher, tok fetched, expiresAt, start time.Time) {
+	deadline := start.Add(w.cfg.Overlap)
 	fraction := 0.75 + 0.1*rand.Float64()
 	for attempt := 1; ; attempt++ {
 		lifetime := time.Until(expiresAt)
-		wr := db.Write{Value: value, ExpiresAt: expiresAt, PreviousValidFor: w.cfg.Overlap}
+		wr := db.Write{Value: tok.Value, ExpiresAt: expiresAt, PreviousValidFor: w.cfg.Overlap, RefreshToken: tok.refreshToken}
 		if r.rotates {
 			wr.RefreshIn = time.Duration(float64(lifetime) * fraction)
 		} else {
@@ -222,7 +229,7 @@ func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orpha
 		case wechat.KindTokenInvalid:
 			// The access token the ticket was fetched with is dead (killed outside wxhub):
 			// compare and refresh it, then the ticket follows.
-			if _, err := w.store.ReportDead(ctx, c.AccountID, "access_token", c.TokenGeneration, time.Minute); err != nil {
+			if _, err := w.store.ReportDead(ctx, c.TokenAccountID, "access_token", c.TokenGeneration, time.Minute); err != nil {
 				w.log.Error("could not request an access token refresh", "appid", c.AppID, "err", err)
 			}
 			f.RetryIn = w.transientRetry(c)
@@ -232,7 +239,15 @@ func (w *Worker) recordFailure(ctx context.Context, c db.Claim, err error, orpha
 				// WeCom's ticket limits are hourly: wait for the window after the counted one.
 				f.RetryIn = time.Until(c.HourlyWindow.Add(w.cfg.HourlyWindow)) + jitter(min(time.Minute, w.cfg.HourlyWindow/10))
 			}
-		case wechat.KindConfiguration, wechat.KindBug, wechat.KindRevoked:
+		case wechat.KindRevoked:
+			f.RetryIn = jitter(w.cfg.ConfigRetry)
+			f.AccountStatus, f.Reason = "failing", err.Error()
+			if c.AccountKind == "authorizer" {
+				// WeChat says the account withdrew its authorization, whether or not the
+				// unauthorized event has arrived: refreshing stops and nothing is served.
+				f.AccountStatus = "unauthorized"
+			}
+		case wechat.KindConfiguration, wechat.KindBug:
 			f.RetryIn = jitter(w.cfg.ConfigRetry)
 			f.AccountStatus, f.Reason = "failing", err.Error()
 		default:

@@ -63,6 +63,9 @@ type Config struct {
 	// per corp, wechat.APIWeComAgentTicket: 100 per app), for tests and for corps WeCom gave
 	// other limits.
 	HourlyLimits map[string]int
+	// ContextEvery is how often an authorizer's context (authorizer_info and what it
+	// granted) is read from WeChat again [24h]; authorization events read it as they come.
+	ContextEvery time.Duration
 	// ShutdownGrace is how long Run waits for refreshes in flight after its context ends [30s].
 	ShutdownGrace time.Duration
 	// Logger receives structured logs [slog.Default()].
@@ -91,6 +94,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.QuotaHistoryDays, 35)
 	setDefault(&c.ShutdownGrace, 30*time.Second)
 	setDefault(&c.HourlyWindow, time.Hour)
+	setDefault(&c.ContextEvery, 24*time.Hour)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -157,7 +161,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup
 	refreshCtx := context.WithoutCancel(ctx)
-	nextBacklog, nextPrune := time.Now(), time.Now()
+	nextBacklog, nextPrune, nextContexts := time.Now(), time.Now(), time.Now()
 	claimFailures := 0
 
 	for ctx.Err() == nil {
@@ -168,6 +172,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Now().After(nextPrune) {
 			w.prune(ctx)
 			nextPrune = time.Now().Add(time.Hour)
+		}
+		if time.Now().After(nextContexts) {
+			nextContexts = time.Now().Add(w.readContexts(ctx))
 		}
 		free := cap(slots) - len(slots)
 		wait := w.cfg.PollInterval

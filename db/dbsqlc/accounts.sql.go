@@ -18,7 +18,7 @@ INSERT INTO accounts (
     $1, $2, $3, $4, $5, $6,
     $7, $8, $9, $10::text[], $11
 )
-RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 `
 
 type AccountCreateParams struct {
@@ -71,6 +71,8 @@ func (q *Queries) AccountCreate(ctx context.Context, arg AccountCreateParams) (A
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }
@@ -89,7 +91,7 @@ func (q *Queries) AccountDelete(ctx context.Context, id int64) (int64, error) {
 }
 
 const accountGetByAppID = `-- name: AccountGetByAppID :one
-SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 FROM accounts
 WHERE appid = $1
 `
@@ -118,12 +120,14 @@ func (q *Queries) AccountGetByAppID(ctx context.Context, appid string) (Account,
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }
 
 const accountList = `-- name: AccountList :many
-SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 FROM accounts
 WHERE id > $1
   AND ($2::bigint IS NULL OR tenant_id = $2)
@@ -178,6 +182,8 @@ func (q *Queries) AccountList(ctx context.Context, arg AccountListParams) ([]Acc
 			&i.StatusReason,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.WechatInfo,
+			&i.WechatInfoAt,
 		); err != nil {
 			return nil, err
 		}
@@ -190,7 +196,7 @@ func (q *Queries) AccountList(ctx context.Context, arg AccountListParams) ([]Acc
 }
 
 const accountListByCorp = `-- name: AccountListByCorp :many
-SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 FROM accounts
 WHERE corp_id = $1
   AND kind = 'wecom_app'
@@ -229,6 +235,8 @@ func (q *Queries) AccountListByCorp(ctx context.Context, corpID *string) ([]Acco
 			&i.StatusReason,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.WechatInfo,
+			&i.WechatInfoAt,
 		); err != nil {
 			return nil, err
 		}
@@ -244,7 +252,7 @@ const accountMoveTenant = `-- name: AccountMoveTenant :one
 UPDATE accounts
 SET tenant_id = $1, updated_at = now()
 WHERE id = $2
-RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 `
 
 type AccountMoveTenantParams struct {
@@ -278,6 +286,8 @@ func (q *Queries) AccountMoveTenant(ctx context.Context, arg AccountMoveTenantPa
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }
@@ -300,7 +310,7 @@ WITH changed AS (
         status_reason = CASE WHEN $1::bool THEN '' ELSE 'disabled by an operator' END,
         updated_at = now()
     WHERE accounts.id = $2
-    RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+    RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 ), replaceable AS (
     UPDATE credentials c
     SET replace_not_before = CASE WHEN $1::bool AND c.orphan_hold_until IS NULL
@@ -315,7 +325,7 @@ WITH changed AS (
     WHERE s.account_id = replaceable.account_id
       AND s.kind = replaceable.kind
 )
-SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at FROM changed
+SELECT id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at FROM changed
 `
 
 type AccountSetEnabledParams struct {
@@ -344,6 +354,8 @@ type AccountSetEnabledRow struct {
 	StatusReason       string
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	WechatInfo         []byte
+	WechatInfoAt       *time.Time
 }
 
 // AccountSetEnabled disables an account (its credentials stop being refreshed, the current
@@ -372,6 +384,8 @@ func (q *Queries) AccountSetEnabled(ctx context.Context, arg AccountSetEnabledPa
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }
@@ -403,7 +417,7 @@ const accountSetTickets = `-- name: AccountSetTickets :one
 UPDATE accounts
 SET tickets = $1::text[], updated_at = now()
 WHERE id = $2
-RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 `
 
 type AccountSetTicketsParams struct {
@@ -436,6 +450,8 @@ func (q *Queries) AccountSetTickets(ctx context.Context, arg AccountSetTicketsPa
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }
@@ -479,7 +495,7 @@ SET secret_ciphertext = coalesce($1, secret_ciphertext),
     base_info         = coalesce($5, base_info),
     updated_at        = now()
 WHERE id = $6
-RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at
+RETURNING id, tenant_id, appid, kind, status, corp_id, agent_id, component_account_id, secret_ciphertext, secret_key_id, token_mode, tickets, daily_limits, base_info, authorization_info, settings, settings_version, status_reason, created_at, updated_at, wechat_info, wechat_info_at
 `
 
 type AccountUpdateParams struct {
@@ -523,6 +539,8 @@ func (q *Queries) AccountUpdate(ctx context.Context, arg AccountUpdateParams) (A
 		&i.StatusReason,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
 	)
 	return i, err
 }

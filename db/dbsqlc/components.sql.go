@@ -10,6 +10,313 @@ import (
 	"time"
 )
 
+const authorizerContextDue = `-- name: AuthorizerContextDue :many
+SELECT a.id, a.tenant_id, a.appid, c.appid AS component_appid, a.component_account_id::bigint AS component_account_id
+FROM accounts a
+JOIN accounts c ON c.id = a.component_account_id
+WHERE a.kind = 'authorizer'
+  AND a.status = 'active'
+  AND (a.wechat_info_at IS NULL OR a.wechat_info_at < $1)
+ORDER BY a.wechat_info_at NULLS FIRST
+LIMIT $2
+`
+
+type AuthorizerContextDueParams struct {
+	Cutoff *time.Time
+	Max    int32
+}
+
+type AuthorizerContextDueRow struct {
+	ID                 int64
+	TenantID           int64
+	Appid              string
+	ComponentAppid     string
+	ComponentAccountID int64
+}
+
+// AuthorizerContextDue lists active authorizers whose context was last read from WeChat
+// before the cutoff (or never), oldest first, with their component's appid and id.
+func (q *Queries) AuthorizerContextDue(ctx context.Context, arg AuthorizerContextDueParams) ([]AuthorizerContextDueRow, error) {
+	rows, err := q.db.Query(ctx, authorizerContextDue, arg.Cutoff, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AuthorizerContextDueRow{}
+	for rows.Next() {
+		var i AuthorizerContextDueRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.TenantID,
+			&i.Appid,
+			&i.ComponentAppid,
+			&i.ComponentAccountID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const authorizerContextStore = `-- name: AuthorizerContextStore :one
+WITH old AS (
+    SELECT o.id, o.wechat_info, o.authorization_info FROM accounts o WHERE o.id = $1
+), stored AS (
+    UPDATE accounts a
+    SET wechat_info = $2, authorization_info = $3, wechat_info_at = now(),
+        updated_at = CASE WHEN old.wechat_info <> $2 OR old.authorization_info <> $3
+                          THEN now() ELSE a.updated_at END
+    FROM old
+    WHERE a.id = old.id
+    RETURNING a.id, (old.wechat_info <> a.wechat_info OR old.authorization_info <> a.authorization_info) AS changed
+), notified AS (
+    SELECT pg_notify('wxhub_changes', json_build_object('account_id', stored.id, 'kind', 'account')::text)
+    FROM stored
+    WHERE stored.changed
+)
+SELECT stored.changed::bool FROM stored, (SELECT count(*) FROM notified) n
+`
+
+type AuthorizerContextStoreParams struct {
+	AccountID         int64
+	WechatInfo        []byte
+	AuthorizationInfo []byte
+}
+
+// AuthorizerContextStore keeps an authorizer's context as WeChat reported it, and reports
+// whether it changed; a change is announced to API nodes and app servers (NOTIFY).
+func (q *Queries) AuthorizerContextStore(ctx context.Context, arg AuthorizerContextStoreParams) (bool, error) {
+	row := q.db.QueryRow(ctx, authorizerContextStore, arg.AccountID, arg.WechatInfo, arg.AuthorizationInfo)
+	var stored_changed bool
+	err := row.Scan(&stored_changed)
+	return stored_changed, err
+}
+
+const authorizerRevoke = `-- name: AuthorizerRevoke :one
+WITH revoked AS (
+    UPDATE accounts
+    SET status = 'unauthorized', status_reason = $1::text, updated_at = now()
+    WHERE appid = $2
+      AND kind = 'authorizer'
+      AND component_account_id = $3
+    RETURNING id
+), unscheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = NULL
+    FROM revoked
+    WHERE s.account_id = revoked.id
+), notified AS (
+    SELECT pg_notify('wxhub_changes', json_build_object('account_id', revoked.id, 'kind', 'account')::text)
+    FROM revoked
+)
+SELECT revoked.id FROM revoked, (SELECT count(*) FROM notified) n
+`
+
+type AuthorizerRevokeParams struct {
+	Reason             string
+	Appid              string
+	ComponentAccountID *int64
+}
+
+// AuthorizerRevoke records that an authorizer withdrew its authorization from the
+// component: the account is unauthorized, its credentials are no longer refreshed, and API
+// nodes are told. No row comes back for an appid that is not this component's authorizer.
+func (q *Queries) AuthorizerRevoke(ctx context.Context, arg AuthorizerRevokeParams) (int64, error) {
+	row := q.db.QueryRow(ctx, authorizerRevoke, arg.Reason, arg.Appid, arg.ComponentAccountID)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
+const authorizerTokenStore = `-- name: AuthorizerTokenStore :one
+WITH written AS (
+    UPDATE credentials c
+    SET previous_ciphertext  = CASE WHEN c.expires_at > now() THEN c.value_ciphertext END,
+        previous_key_id      = CASE WHEN c.expires_at > now() THEN c.value_key_id END,
+        previous_expires_at  = CASE WHEN c.expires_at > now()
+            THEN least(c.expires_at, now() + make_interval(secs => $1::float8)) END,
+        value_ciphertext     = $2,
+        value_key_id         = $3::text,
+        value_fingerprint    = $4::text,
+        expires_at           = $5,
+        generation           = c.generation + 1,
+        replace_not_before   = now() + make_interval(secs => $6::float8),
+        refresh_requested_at = NULL,
+        attempts             = 0,
+        last_error_code      = NULL,
+        last_error_message   = NULL,
+        last_refreshed_at    = now()
+    WHERE c.account_id = $7
+      AND c.kind = 'access_token'
+    RETURNING c.account_id, c.kind, c.generation, c.replace_not_before
+), scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = written.replace_not_before
+    FROM written
+    WHERE s.account_id = written.account_id
+      AND s.kind = written.kind
+), woken AS (
+    UPDATE credentials d
+    SET replace_not_before = now()
+    FROM written, credential_schedule ds
+    WHERE d.account_id = written.account_id
+      AND d.kind <> 'access_token'
+      AND d.generation = 0
+      AND ds.account_id = d.account_id
+      AND ds.kind = d.kind
+      AND ds.refresh_at IS NULL
+    RETURNING d.account_id, d.kind
+), woken_scheduled AS (
+    UPDATE credential_schedule s
+    SET refresh_at = now()
+    FROM woken
+    WHERE s.account_id = woken.account_id
+      AND s.kind = woken.kind
+), notified AS (
+    SELECT pg_notify('wxhub_changes', json_build_object('credentials',
+               json_agg(json_build_array(w.account_id, w.kind, w.generation)))::text)
+    FROM written w
+)
+SELECT written.generation FROM written, (SELECT count(*) FROM notified) n
+`
+
+type AuthorizerTokenStoreParams struct {
+	PreviousValidSeconds float64
+	ValueCiphertext      []byte
+	ValueKeyID           string
+	ValueFingerprint     string
+	ExpiresAt            *time.Time
+	RefreshInSeconds     float64
+	AccountID            int64
+}
+
+// AuthorizerTokenStore keeps the access token api_query_auth answered for an authorization
+// as the authorizer's current one. WeChat issued it, so the value it replaces dies after the
+// overlap: it is kept as the previous value until then, and the token is refreshed on its
+// schedule, never at once (a fetch now would kill the previous value while API nodes still
+// promise it). A claim in flight is left recorded: its write is fenced out by the new
+// generation, and the next claim holds its fetch as for any unfinished claim. Tickets that
+// wait for a first token are woken.
+func (q *Queries) AuthorizerTokenStore(ctx context.Context, arg AuthorizerTokenStoreParams) (int64, error) {
+	row := q.db.QueryRow(ctx, authorizerTokenStore,
+		arg.PreviousValidSeconds,
+		arg.ValueCiphertext,
+		arg.ValueKeyID,
+		arg.ValueFingerprint,
+		arg.ExpiresAt,
+		arg.RefreshInSeconds,
+		arg.AccountID,
+	)
+	var generation int64
+	err := row.Scan(&generation)
+	return generation, err
+}
+
+const authorizerUpsert = `-- name: AuthorizerUpsert :one
+INSERT INTO accounts AS a (tenant_id, appid, kind, component_account_id, secret_ciphertext, secret_key_id,
+                           authorization_info, wechat_info, wechat_info_at)
+VALUES ($1, $2, 'authorizer', $3, $4, $5::text,
+        $6, $7, $8)
+ON CONFLICT (appid) DO UPDATE
+SET secret_ciphertext  = excluded.secret_ciphertext,
+    secret_key_id      = excluded.secret_key_id,
+    authorization_info = excluded.authorization_info,
+    wechat_info        = CASE WHEN excluded.wechat_info_at IS NULL THEN a.wechat_info ELSE excluded.wechat_info END,
+    wechat_info_at     = coalesce(excluded.wechat_info_at, a.wechat_info_at),
+    status             = CASE WHEN a.status = 'disabled' THEN 'disabled' ELSE 'active' END,
+    status_reason      = CASE WHEN a.status = 'disabled' THEN a.status_reason ELSE '' END,
+    updated_at         = now()
+WHERE a.kind = 'authorizer'
+  AND a.component_account_id = excluded.component_account_id
+RETURNING a.id, a.tenant_id, a.appid, a.kind, a.status, a.corp_id, a.agent_id, a.component_account_id, a.secret_ciphertext, a.secret_key_id, a.token_mode, a.tickets, a.daily_limits, a.base_info, a.authorization_info, a.settings, a.settings_version, a.status_reason, a.created_at, a.updated_at, a.wechat_info, a.wechat_info_at, (xmax = 0)::bool AS created
+`
+
+type AuthorizerUpsertParams struct {
+	TenantID           int64
+	Appid              string
+	ComponentAccountID *int64
+	SecretCiphertext   []byte
+	SecretKeyID        string
+	AuthorizationInfo  []byte
+	WechatInfo         []byte
+	WechatInfoAt       *time.Time
+}
+
+type AuthorizerUpsertRow struct {
+	ID                 int64
+	TenantID           int64
+	Appid              string
+	Kind               string
+	Status             string
+	CorpID             *string
+	AgentID            *int64
+	ComponentAccountID *int64
+	SecretCiphertext   []byte
+	SecretKeyID        *string
+	TokenMode          string
+	Tickets            []string
+	DailyLimits        []byte
+	BaseInfo           []byte
+	AuthorizationInfo  []byte
+	Settings           []byte
+	SettingsVersion    int64
+	StatusReason       string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	WechatInfo         []byte
+	WechatInfoAt       *time.Time
+	Created            bool
+}
+
+// AuthorizerUpsert creates the account of an authorizer that authorized a component, or for
+// one authorized before (an update, or a new authorization after a revocation) stores the
+// refresh token and what it granted and makes it active again, unless an operator disabled
+// it. An appid that belongs to another component or another kind of account comes back
+// without a row.
+func (q *Queries) AuthorizerUpsert(ctx context.Context, arg AuthorizerUpsertParams) (AuthorizerUpsertRow, error) {
+	row := q.db.QueryRow(ctx, authorizerUpsert,
+		arg.TenantID,
+		arg.Appid,
+		arg.ComponentAccountID,
+		arg.SecretCiphertext,
+		arg.SecretKeyID,
+		arg.AuthorizationInfo,
+		arg.WechatInfo,
+		arg.WechatInfoAt,
+	)
+	var i AuthorizerUpsertRow
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Appid,
+		&i.Kind,
+		&i.Status,
+		&i.CorpID,
+		&i.AgentID,
+		&i.ComponentAccountID,
+		&i.SecretCiphertext,
+		&i.SecretKeyID,
+		&i.TokenMode,
+		&i.Tickets,
+		&i.DailyLimits,
+		&i.BaseInfo,
+		&i.AuthorizationInfo,
+		&i.Settings,
+		&i.SettingsVersion,
+		&i.StatusReason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.WechatInfo,
+		&i.WechatInfoAt,
+		&i.Created,
+	)
+	return i, err
+}
+
 const callbackNonceRecord = `-- name: CallbackNonceRecord :execrows
 INSERT INTO callback_nonces (tenant_id, account_id, timestamp, nonce)
 VALUES ($1, $2, $3, $4)

@@ -744,14 +744,19 @@ WITH due AS (
 SELECT due.account_id, due.kind, due.tenant_id, due.generation, due.value_ciphertext, due.value_key_id,
        due.expires_at, due.refresh_requested_at, due.attempts, due.orphan_possible,
        a.appid, a.kind AS account_kind, a.status AS account_status, a.token_mode, a.daily_limits,
-       a.corp_id, a.secret_ciphertext, a.secret_key_id,
+       a.corp_id, a.secret_ciphertext, a.secret_key_id, ca.appid AS component_appid,
+       t.account_id AS token_account_id, t.kind AS token_kind,
        t.value_ciphertext AS token_ciphertext, t.value_key_id AS token_key_id, t.expires_at AS token_expires_at,
        t.generation AS token_generation
 FROM due
 JOIN accounts a ON a.id = due.account_id
-LEFT JOIN credentials t ON t.account_id = due.account_id
+LEFT JOIN accounts ca ON ca.id = a.component_account_id
+LEFT JOIN credentials t
+    ON t.account_id = CASE WHEN due.kind = 'access_token' AND a.kind = 'authorizer'
+                           THEN a.component_account_id ELSE due.account_id END
     AND t.kind = CASE WHEN due.kind <> 'access_token' THEN 'access_token'
-                      WHEN a.kind = 'component' THEN 'verify_ticket' END
+                      WHEN a.kind = 'component' THEN 'verify_ticket'
+                      WHEN a.kind = 'authorizer' THEN 'access_token' END
 ORDER BY due.refresh_at
 `
 
@@ -779,6 +784,9 @@ type CredentialLockDueRow struct {
 	CorpID             *string
 	SecretCiphertext   []byte
 	SecretKeyID        *string
+	ComponentAppid     *string
+	TokenAccountID     *int64
+	TokenKind          *string
 	TokenCiphertext    []byte
 	TokenKeyID         *string
 	TokenExpiresAt     *time.Time
@@ -796,7 +804,8 @@ type CredentialLockDueRow struct {
 // never waits, so locking the schedule row here cannot deadlock with a statement that
 // holds the credential's lock and changes its schedule row (migration 00007).
 // What the refresh is fetched with: a ticket with the account's access token, a component's
-// access token with the verify ticket WeChat pushed.
+// access token with the verify ticket WeChat pushed, an authorizer's access token with its
+// component's access token.
 func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDueParams) ([]CredentialLockDueRow, error) {
 	rows, err := q.db.Query(ctx, credentialLockDue, arg.Now, arg.Max)
 	if err != nil {
@@ -825,6 +834,9 @@ func (q *Queries) CredentialLockDue(ctx context.Context, arg CredentialLockDuePa
 			&i.CorpID,
 			&i.SecretCiphertext,
 			&i.SecretKeyID,
+			&i.ComponentAppid,
+			&i.TokenAccountID,
+			&i.TokenKind,
 			&i.TokenCiphertext,
 			&i.TokenKeyID,
 			&i.TokenExpiresAt,
@@ -1118,7 +1130,8 @@ WITH input AS (
            unnest($5::bytea[]) AS value_ciphertext, unnest($6::text[]) AS value_key_id,
            unnest($7::text[]) AS value_fingerprint, unnest($8::timestamptz[]) AS expires_at,
            unnest($9::float8[]) AS refresh_in_seconds,
-           unnest($10::float8[]) AS previous_valid_seconds
+           unnest($10::float8[]) AS previous_valid_seconds,
+           unnest($11::bytea[]) AS secret_ciphertext, unnest($12::text[]) AS secret_key_id
 ), written AS (
     UPDATE credentials c
     SET previous_ciphertext  = CASE WHEN c.expires_at > now() THEN c.value_ciphertext END,
@@ -1169,12 +1182,20 @@ WITH input AS (
     FROM woken
     WHERE s.account_id = woken.account_id
       AND s.kind = woken.kind
-), recovered AS (
+), accounts_written AS (
+    -- A failing account recovers; an authorizer keeps the refresh token WeChat answered with
+    -- the access token (secret_key_id '' when there is none to keep), in this statement, so
+    -- the token stored is never one whose refresh token was lost.
     UPDATE accounts a
-    SET status = 'active', status_reason = '', updated_at = now()
+    SET status            = CASE WHEN a.status = 'failing' THEN 'active' ELSE a.status END,
+        status_reason     = CASE WHEN a.status = 'failing' THEN '' ELSE a.status_reason END,
+        secret_ciphertext = CASE WHEN i.secret_key_id <> '' THEN i.secret_ciphertext ELSE a.secret_ciphertext END,
+        secret_key_id     = CASE WHEN i.secret_key_id <> '' THEN i.secret_key_id ELSE a.secret_key_id END,
+        updated_at        = now()
     FROM written
+    JOIN input i ON i.account_id = written.account_id AND i.kind = written.kind
     WHERE a.id = written.account_id
-      AND a.status = 'failing'
+      AND (a.status = 'failing' OR i.secret_key_id <> '')
 ), notified AS (
     SELECT pg_notify('wxhub_changes', json_build_object('credentials',
                json_agg(json_build_array(n.account_id, n.kind, n.generation)))::text)
@@ -1205,6 +1226,8 @@ type CredentialWriteFencedParams struct {
 	ExpiresAts           []time.Time
 	RefreshInSeconds     []float64
 	PreviousValidSeconds []float64
+	SecretCiphertexts    [][]byte
+	SecretKeyIds         []string
 }
 
 type CredentialWriteFencedRow struct {
@@ -1227,7 +1250,8 @@ type CredentialWriteFencedRow struct {
 // answer was lost (replayed); a credential without a row was fenced. The next refresh time
 // is also the earliest time a replacement may be fetched (replace_not_before), and any
 // orphan hold ends: the stored value is WeChat's newest. A new access token also wakes the
-// account's tickets that wait for a first one, and any write clears a failing status.
+// account's tickets that wait for a first one, any write clears a failing status, and an
+// authorizer's new refresh token is stored with its access token.
 // Every statement of the batch sees the rows as they were before it, so a credential found
 // one generation past the one its claim read, under the same claim and with the same value,
 // was stored by an earlier attempt of this very write.
@@ -1243,6 +1267,8 @@ func (q *Queries) CredentialWriteFenced(ctx context.Context, arg CredentialWrite
 		arg.ExpiresAts,
 		arg.RefreshInSeconds,
 		arg.PreviousValidSeconds,
+		arg.SecretCiphertexts,
+		arg.SecretKeyIds,
 	)
 	if err != nil {
 		return nil, err

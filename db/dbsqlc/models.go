@@ -48,6 +48,10 @@ type Account struct {
 	StatusReason string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// For authorizers: authorizer_info as WeChat last reported it (nick_name, service_type_info, verify_type_info, principal_name, ...); wxhub writes it, app servers read it.
+	WechatInfo []byte
+	// When wechat_info and authorization_info were last read from WeChat; the worker reads them again a day later.
+	WechatInfoAt *time.Time
 }
 
 // API keys for the REST API. Only a hash of the secret part is stored; the key is shown once at creation.

@@ -129,6 +129,32 @@ func (q *Queries) UpstreamCallsPrune(ctx context.Context, keepDays int32) (int64
 	return result.RowsAffected(), nil
 }
 
+const upstreamCallsRecord = `-- name: UpstreamCallsRecord :exec
+INSERT INTO upstream_calls AS u (tenant_id, account_id, api, day, calls, daily_limit)
+VALUES ($1, $2, $3, ((now() AT TIME ZONE 'UTC') + interval '8 hours')::date, 1, $4)
+ON CONFLICT (account_id, api, day) DO UPDATE SET calls = u.calls + 1
+`
+
+type UpstreamCallsRecordParams struct {
+	TenantID   int64
+	AccountID  int64
+	Api        string
+	DailyLimit int32
+}
+
+// UpstreamCallsRecord counts a call made outside a claim's own count: a worker's second call
+// within one claim (an authorizer's refresh token recovered) or a call an API node makes on
+// a request's behalf. The call was made, so it is counted even past the limit.
+func (q *Queries) UpstreamCallsRecord(ctx context.Context, arg UpstreamCallsRecordParams) error {
+	_, err := q.db.Exec(ctx, upstreamCallsRecord,
+		arg.TenantID,
+		arg.AccountID,
+		arg.Api,
+		arg.DailyLimit,
+	)
+	return err
+}
+
 const upstreamCallsRefund = `-- name: UpstreamCallsRefund :execrows
 UPDATE upstream_calls
 SET calls = calls - 1

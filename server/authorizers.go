@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"wxhub/db"
+	"wxhub/wechat"
+)
+
+// AuthorizationInput exchanges an authorization code for an authorizer's account.
+type AuthorizationInput struct {
+	ComponentAppID string `path:"component_appid" pattern:"^[A-Za-z0-9_-]{1,64}$" doc:"The component's appid." example:"wxcomponent000001"`
+	Body           struct {
+		AuthorizationCode string `json:"authorization_code" minLength:"1" maxLength:"512" doc:"The auth_code WeChat appended to the redirect_uri after the authorization (or the AuthorizationCode of an event)."`
+	}
+}
+
+// AuthorizationOutput is the authorizer's account.
+type AuthorizationOutput struct {
+	Status int
+	Body   AccountBody
+}
+
+func (s *Server) registerAuthorizers() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "create-component-authorization", Method: http.MethodPost, Path: "/v1/components/{component_appid}/authorizations",
+		Summary: "Record an authorization from its code", Tags: []string{"Components"},
+		Metadata: map[string]any{rolesKey: []string{RoleAdmin, RoleTenant}}, Errors: []int{401, 403, 404, 409, 422, 502, 503},
+		Description: "Exchanges an authorization code (api_query_auth) for the authorizer's tokens and creates its account " +
+			"(201), or brings back one authorized before (200): what the authorized event does, for a platform whose " +
+			"redirect page receives the code first. The account's access token is then kept fresh with its refresh token. " +
+			"502 when WeChat refuses the code, with its errcode (61009: used or unknown, 61010: expired).",
+	}, func(ctx context.Context, in *AuthorizationInput) (*AuthorizationOutput, error) {
+		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
+		switch {
+		case errors.Is(err, db.ErrNotFound):
+			return nil, huma.Error404NotFound("no component with this appid")
+		case err != nil:
+			return nil, s.internal(err)
+		}
+		p, err := principal(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !p.mayAccess(comp.TenantID) {
+			return nil, huma.Error404NotFound("no component with this appid")
+		}
+		a, created, err := s.authorize(ctx, comp, nil, "", in.Body.AuthorizationCode)
+		if err != nil {
+			return nil, err
+		}
+		names, err := s.tenantNames(ctx)
+		if err != nil {
+			return nil, s.internal(err)
+		}
+		s.audit(ctx, "account.authorize", a.AppID, a.TenantID, nil, map[string]any{"component": comp.AppID, "created": created})
+		out := &AuthorizationOutput{Status: http.StatusOK, Body: accountBody(a, names[a.TenantID])}
+		if created {
+			out.Status = http.StatusCreated
+		}
+		return out, nil
+	})
+}
+
+// componentToken is a component's current access token for a call this node makes to
+// WeChat on a push's or a request's behalf.
+func (s *Server) componentToken(ctx context.Context, appid string) (string, error) {
+	cred, err := s.cache.Get(ctx, appid, "access_token")
+	if err == nil && !s.servable(cred, time.Now()) {
+		cred, err = s.cache.Reload(ctx, appid, "access_token")
+	}
+	if err != nil && !errors.Is(err, db.ErrNotFound) {
+		return "", s.internal(err)
+	}
+	if err != nil || !s.servable(cred, time.Now()) {
+		return "", huma.ErrorWithHeaders(
+			huma.Error503ServiceUnavailable("the component has no valid access token yet (it needs a component_verify_ticket from WeChat); try again"),
+			http.Header{"Retry-After": {"10"}})
+	}
+	return cred.Value, nil
+}
+
+// authorize records an authorization of comp. An authorizer already live (active or
+// disabled) keeps its tokens: only its context is read again (api_get_authorizer_info), as
+// updateauthorized needs. Otherwise the code is exchanged (api_query_auth) and the account
+// created or brought back with the refresh token and the access token WeChat answered.
+// appid is the authorizer's appid when the event names it, "" for a bare code. push, when
+// given, is recorded with what is stored.
+func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push *db.Push, appid, code string) (db.Account, bool, error) {
+	token, err := s.componentToken(ctx, comp.AppID)
+	if err != nil {
+		return db.Account{}, false, err
+	}
+	if appid != "" {
+		a, err := s.store.GetAccount(ctx, appid)
+		switch {
+		case err != nil && !errors.Is(err, db.ErrNotFound):
+			return db.Account{}, false, s.internal(err)
+		case err == nil && (a.Kind != "authorizer" || a.ComponentAccountID != comp.AccountID):
+			return db.Account{}, false, huma.Error409Conflict(fmt.Sprintf("appid %s belongs to an account that is not an authorizer of %s", appid, comp.AppID))
+		case err == nil && (a.Status == "active" || a.Status == "disabled"):
+			info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, appid)
+			if err != nil {
+				return db.Account{}, false, s.upstreamFailed(err, "the authorization of "+appid)
+			}
+			s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
+			changed, err := s.store.UpdateAuthorizerContext(ctx, comp, push, a, db.AuthorizerContext{
+				FuncInfo: info.Authorization.FuncInfo, WeChatInfo: info.BaseInfo})
+			if err != nil {
+				return db.Account{}, false, s.storeFailed(err)
+			}
+			s.log.Info("authorization updated", "component", comp.AppID, "appid", appid, "changed", changed)
+			a, err = s.store.GetAccount(ctx, appid)
+			if err != nil {
+				return db.Account{}, false, s.internal(err)
+			}
+			return a, false, nil
+		}
+	}
+	start := time.Now()
+	auth, tok, err := s.cfg.WeChat.QueryAuth(ctx, comp.AppID, token, code)
+	if err != nil {
+		return db.Account{}, false, s.upstreamFailed(err, "the authorization code")
+	}
+	if appid != "" && auth.AuthorizerAppID != appid {
+		return db.Account{}, false, huma.Error400BadRequest(fmt.Sprintf("the authorization code is %s's, not %s's", auth.AuthorizerAppID, appid))
+	}
+	lifetime := time.Until(start.Add(tok.ExpiresIn))
+	g := db.Grant{
+		AppID: auth.AuthorizerAppID, RefreshToken: tok.RefreshToken,
+		Token: db.Write{Value: tok.Value, ExpiresAt: start.Add(tok.ExpiresIn), PreviousValidFor: s.cfg.Overlap,
+			RefreshIn: time.Duration(float64(lifetime) * (0.75 + 0.1*rand.Float64()))},
+		Context: db.AuthorizerContext{FuncInfo: auth.FuncInfo},
+	}
+	// The authorizer's base information is read now, so the account is complete at once; if
+	// WeChat does not answer, the worker reads it within a minute (it was never read).
+	if info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, auth.AuthorizerAppID); err != nil {
+		s.log.Warn("authorizer's base information not read", "component", comp.AppID, "appid", auth.AuthorizerAppID, "err", err)
+	} else {
+		g.Context.WeChatInfo = info.BaseInfo
+	}
+	a, created, err := s.store.Authorize(ctx, comp, push, g)
+	if err != nil {
+		return db.Account{}, false, s.storeFailed(err)
+	}
+	s.countCall(ctx, a, wechat.APIQueryAuth)
+	s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
+	s.log.Info("authorized", "component", comp.AppID, "appid", a.AppID, "created", created)
+	return a, created, nil
+}
+
+// upstreamFailed answers a WeChat call a request needed that failed: 502 with WeChat's
+// errcode when WeChat refused, 503 when it could not be reached.
+func (s *Server) upstreamFailed(err error, what string) error {
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		return &problem{Type: problemUpstreamRefused, Title: "WeChat refused", Status: http.StatusBadGateway,
+			ErrCode: we.Code, Detail: fmt.Sprintf("WeChat refused %s: %s", what, we.Message)}
+	}
+	s.log.Warn("WeChat call failed", "what", what, "err", err)
+	return huma.Error503ServiceUnavailable("WeChat could not be reached about " + what + "; try again")
+}
+
+// storeFailed maps what storing an authorization may fail with.
+func (s *Server) storeFailed(err error) error {
+	switch {
+	case errors.Is(err, db.ErrReplayed):
+		return rejectPush("the push was received before (same timestamp and nonce)")
+	case errors.Is(err, db.ErrNotAuthorizer), errors.Is(err, db.ErrConflict):
+		return huma.Error409Conflict(err.Error())
+	}
+	return s.internal(err)
+}
+
+// countCall counts a call this node made to WeChat for an account in the quota ledger.
+func (s *Server) countCall(ctx context.Context, a db.Account, api string) {
+	if err := s.store.RecordCall(ctx, a.TenantID, a.ID, api, 0); err != nil {
+		s.log.Error("could not count a call in the quota ledger", "appid", a.AppID, "api", api, "err", err)
+	}
+}
