@@ -36,8 +36,31 @@ func TestMutationPatchesStillApply(t *testing.T) {
 			build.Dir = dir
 			out, err = build.CombinedOutput()
 			require.NoError(t, err, "the patched tree does not build: %s", out)
+			if pkg := headerTestPackage(t, p); pkg != "" {
+				vet := exec.Command("go", "vet", pkg)
+				vet.Dir = dir
+				out, err = vet.CombinedOutput()
+				require.NoError(t, err, "the tests the patch names do not build on the patched tree: %s", out)
+			}
 		})
 	}
+}
+
+// headerTestPackage is the package of the test a patch names on its "wxhub-test:" line
+// (run.sh runs that test instead of the campaign), or "".
+func headerTestPackage(t *testing.T, patch string) string {
+	t.Helper()
+	data, err := os.ReadFile(patch)
+	require.NoError(t, err)
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "--- ") {
+			break
+		}
+		if args, ok := strings.CutPrefix(line, "wxhub-test: "); ok {
+			return strings.Fields(args)[0]
+		}
+	}
+	return ""
 }
 
 // copyFiles copies the named files of root into dir, keeping their paths.

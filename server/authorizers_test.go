@@ -1,9 +1,14 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,9 +16,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"wxhub/db"
 	"wxhub/server"
 	"wxhub/wechat"
 	"wxhub/wechatsim"
+	"wxhub/worker"
 )
 
 // merchant is the appid of the i-th merchant that authorizes the component.
@@ -185,4 +192,313 @@ func TestAuthorizersStayFreshAndARevokedOneStopsUntilItAuthorizesAgain(t *testin
 	act(t, e, merchant(2), wechatsim.ActionUpdateAuthorize, 1, 2, 3)
 	res = n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+merchant(2), nil)
 	require.Len(t, res.json(t)["authorization"].(map[string]any)["func_info"], 3)
+}
+
+// tokenGate stands between a worker and the simulator: every api_authorizer_token call
+// reaches WeChat, which answers (and replaces the refresh token), but the answer is held
+// back until release is closed, so the test can crash the worker in between.
+type tokenGate struct {
+	answered chan string // the authorizer appid of each answer WeChat gave with errcode 0
+	release  chan struct{}
+}
+
+func newTokenGate(t *testing.T, sim http.Handler) (*tokenGate, string) {
+	g := &tokenGate{answered: make(chan string, 1000), release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+wechat.APIAuthorizerToken) {
+			sim.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		var req struct {
+			AuthorizerAppID string `json:"authorizer_appid"`
+		}
+		_ = json.Unmarshal(body, &req)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		sim.ServeHTTP(rec, r)
+		var answer struct {
+			ErrCode int `json:"errcode"`
+		}
+		_ = json.Unmarshal(rec.Body.Bytes(), &answer)
+		if answer.ErrCode == 0 {
+			g.answered <- req.AuthorizerAppID
+		}
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	return g, srv.URL
+}
+
+// TestACrashBetweenTheRefreshAndItsCommitStrandsNoAuthorizer: WeChat replaces an
+// authorizer's refresh token on every refresh, so a worker that crashes after WeChat answered
+// api_authorizer_token and before its commit leaves wxhub holding refresh tokens WeChat no
+// longer takes (61023). Every authorizer must refresh afterwards all the same: the worker
+// reads the current refresh token with api_get_authorizer_info and retries.
+func TestACrashBetweenTheRefreshAndItsCommitStrandsNoAuthorizer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a crashed worker's leases")
+	}
+	const merchants = 20
+	ttl := 10 * time.Second
+	e := newEnv(t, ttl, 3500*time.Millisecond, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
+		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	healthyPool, err := db.Open(ctx, e.dsn)
+	require.NoError(t, err)
+	t.Cleanup(healthyPool.Close)
+	stopHealthy := e.startWorkerOn(t, "healthy", e.simURL, healthyPool)
+	startComponent(t, e, n)
+	for i := range merchants {
+		act(t, e, merchant(i), wechatsim.ActionAuthorize)
+	}
+	stopHealthy()
+
+	ids := make([]int64, merchants)
+	before := make([]int64, merchants)
+	for i := range merchants {
+		a, err := e.store.GetAccount(ctx, merchant(i))
+		require.NoError(t, err)
+		c, err := e.store.GetCredential(ctx, a.ID, "access_token")
+		require.NoError(t, err)
+		ids[i], before[i] = a.ID, c.Generation
+	}
+
+	// The crashing worker refreshes every authorizer; WeChat answers each call, replacing
+	// its refresh token, and the worker loses its database before the answers reach it.
+	g, gateURL := newTokenGate(t, e.sim)
+	pool, err := db.Open(ctx, e.dsn)
+	require.NoError(t, err)
+	stopCrashing := e.startWorkerOn(t, "crashing", gateURL, pool)
+	for i := range merchants {
+		_, err := e.store.RequestRefresh(ctx, ids[i], "access_token", before[i], 0)
+		require.NoError(t, err)
+	}
+	replaced := map[string]bool{}
+	deadline := time.After(15 * time.Second)
+	for len(replaced) < merchants {
+		select {
+		case appid := <-g.answered:
+			replaced[appid] = true
+		case <-deadline:
+			t.Fatalf("the fault did not reach its mechanism: WeChat replaced the refresh tokens of %d of %d authorizers", len(replaced), merchants)
+		}
+	}
+	pool.Close()
+	close(g.release)
+	stopCrashing()
+	for i := range merchants {
+		c, err := e.store.GetCredential(ctx, ids[i], "access_token")
+		require.NoError(t, err)
+		require.Equal(t, before[i], c.Generation, "%s: the crashed worker stored nothing", merchant(i))
+	}
+	stale := e.sim.Stats(componentAppID).Accounts[componentAppID].Errors[wechatsim.APIAuthorizerToken][61023]
+
+	// Another worker takes over: every authorizer refreshes, though each stored refresh
+	// token is one WeChat replaced.
+	e.startWorker(t)
+	refreshedPast := func(gen []int64) func() bool {
+		return func() bool {
+			for i := range merchants {
+				c, err := e.store.GetCredential(ctx, ids[i], "access_token")
+				if err != nil || c.Generation <= gen[i] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitUntil(t, 30*time.Second, "every authorizer's refresh after the crash", refreshedPast(before))
+	st := e.sim.Stats(componentAppID).Accounts[componentAppID]
+	require.Equal(t, stale+merchants, st.Errors[wechatsim.APIAuthorizerToken][61023],
+		"each authorizer's first refresh after the crash sent the refresh token WeChat had replaced")
+
+	// And they go on refreshing with the refresh tokens those recoveries stored, every token
+	// wxhub serves working at WeChat.
+	after := make([]int64, merchants)
+	for i := range merchants {
+		c, err := e.store.GetCredential(ctx, ids[i], "access_token")
+		require.NoError(t, err)
+		after[i] = c.Generation
+	}
+	waitUntil(t, 2*ttl, "a scheduled refresh of every authorizer", refreshedPast(after))
+	simc := &wechatsim.Client{BaseURL: e.simURL, HTTP: http.DefaultClient}
+	for i := range merchants {
+		token, _ := n.token(t, adminKey, merchant(i))
+		code, err := simc.Use(ctx, token)
+		require.NoError(t, err)
+		require.Zero(t, code, "%s: WeChat takes the token wxhub serves", merchant(i))
+		a, err := e.store.GetAccount(ctx, merchant(i))
+		require.NoError(t, err)
+		require.Equal(t, "active", a.Status, merchant(i))
+	}
+	st = e.sim.Stats(componentAppID).Accounts[componentAppID]
+	require.Equal(t, stale+merchants, st.Errors[wechatsim.APIAuthorizerToken][61023], "no refresh token was stale again")
+}
+
+// startSwallowingComponent is startComponent with a relay between the simulator's pushes
+// and the node that answers success without passing a push on while the flag it returns is
+// set: a push WeChat made that never reached wxhub.
+func startSwallowingComponent(t *testing.T, e *env, n *node) *atomic.Bool {
+	t.Helper()
+	var swallow atomic.Bool
+	target := n.url + "/v1/components/" + componentAppID + "/events"
+	relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if swallow.Load() {
+			_, _ = io.WriteString(w, "success")
+			return
+		}
+		res, err := http.Post(target+"?"+r.URL.RawQuery, r.Header.Get("Content-Type"), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		w.WriteHeader(res.StatusCode)
+		_, _ = io.Copy(w, res.Body)
+	}))
+	t.Cleanup(relay.Close)
+	createComponent(t, e, n)
+	require.NoError(t, e.sim.AddAccount(wechatsim.Account{AppID: componentAppID, Secret: "component-secret", Kind: wechatsim.KindComponent,
+		CallbackToken: callbackToken, EncodingAESKey: currentAESKey, CallbackURL: relay.URL}))
+	waitUntil(t, 15*time.Second, "the component's token", func() bool {
+		return n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+componentAppID+"/access-token", nil).status == http.StatusOK
+	})
+	return &swallow
+}
+
+// TestAnAuthorizationCodeCreatesTheAuthorizerOnce is the admin endpoint a platform calls
+// when its redirect page receives the code before (or instead of) the authorized event: a
+// relay in front of the node swallows the events, so only the endpoint sees the codes.
+func TestAnAuthorizationCodeCreatesTheAuthorizerOnce(t *testing.T) {
+	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
+		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	e.startWorker(t)
+	swallow := startSwallowingComponent(t, e, n)
+	code := func(action string) string {
+		swallow.Store(true)
+		defer swallow.Store(false)
+		p, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: merchant(1), Action: action})
+		require.NoError(t, err)
+		require.NotEmpty(t, p.AuthorizationCode)
+		return p.AuthorizationCode
+	}
+	path := "/v1/components/" + componentAppID + "/authorizations"
+	e.tenant(t, n, "other")
+	otherKey, acmeKey := e.tenantKey(t, n, "other"), e.tenantKey(t, n, "acme")
+
+	first := code(wechatsim.ActionAuthorize)
+	res := n.call(t, otherKey, http.MethodPost, path, map[string]any{"authorization_code": first})
+	require.Equal(t, http.StatusNotFound, res.status, "another tenant's component: %s", res.text)
+	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": ""})
+	require.Equal(t, http.StatusUnprocessableEntity, res.status, res.text)
+	_, err := e.store.GetAccount(ctx, merchant(1))
+	require.ErrorIs(t, err, db.ErrNotFound, "neither request created the authorizer")
+
+	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": first})
+	require.Equal(t, http.StatusCreated, res.status, res.text)
+	body := res.json(t)
+	require.Equal(t, merchant(1), body["appid"])
+	require.Equal(t, "authorizer", body["kind"])
+	require.Equal(t, "acme", body["tenant"])
+	require.NotContains(t, res.text, "refresh", "no refresh token in the account")
+	token, _ := n.token(t, acmeKey, merchant(1))
+	simc := &wechatsim.Client{BaseURL: e.simURL, HTTP: http.DefaultClient}
+	use, err := simc.Use(ctx, token)
+	require.NoError(t, err)
+	require.Zero(t, use, "WeChat takes the token the code bought")
+
+	// A code is good once: WeChat's 61009 comes back as a 502 with its errcode.
+	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": first})
+	require.Equal(t, http.StatusBadGateway, res.status, res.text)
+	problem := res.json(t)
+	require.Equal(t, "urn:wxhub:problem:upstream-refused", problem["type"])
+	require.EqualValues(t, wechatsim.CodeAuthCodeInvalid, problem["errcode"])
+
+	// A revoked authorizer authorizing again: the same account, served again.
+	act(t, e, merchant(1), wechatsim.ActionRevoke)
+	res = n.call(t, acmeKey, http.MethodGet, "/v1/accounts/"+merchant(1)+"/access-token", nil)
+	require.Equal(t, http.StatusGone, res.status, res.text)
+	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": code(wechatsim.ActionAuthorize)})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, "active", res.json(t)["status"])
+	token, _ = n.token(t, acmeKey, merchant(1))
+	use, err = simc.Use(ctx, token)
+	require.NoError(t, err)
+	require.Zero(t, use)
+}
+
+// TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold: a merchant changes its grant and
+// its account's name, and the event WeChat pushes never reaches wxhub; the worker's periodic
+// read of the context finds the change, and an app server waiting on the context with the
+// ETag it holds is answered with the new one. A revocation wakes it too.
+func TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold(t *testing.T) {
+	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
+		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	pool, err := db.Open(ctx, e.dsn)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	e.startWorkerOn(t, "w", e.simURL, pool, func(c *worker.Config) { c.ContextEvery = 2 * time.Second })
+	swallow := startSwallowingComponent(t, e, n)
+	appid := merchant(3)
+	act(t, e, appid, wechatsim.ActionAuthorize)
+	path := "/v1/accounts/" + appid + "/context"
+	key := e.tenantKey(t, n, "acme")
+
+	res := n.call(t, key, http.MethodGet, path, nil)
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	held := res.header.Get("ETag")
+	require.NotEmpty(t, held)
+	body := res.json(t)
+	require.Equal(t, "Merchant "+appid, body["wechat_info"].(map[string]any)["nick_name"])
+	require.Len(t, body["authorization"].(map[string]any)["func_info"], len(wechatsim.DefaultFuncInfo))
+	res = n.call(t, key, http.MethodGet, path, nil, "If-None-Match", held)
+	require.Equal(t, http.StatusNotModified, res.status, res.text)
+	require.Equal(t, held, res.header.Get("ETag"))
+	require.Empty(t, res.text)
+
+	// The app server waits for a change; the merchant's change reaches wxhub only through
+	// the periodic read, since the relay swallows the event.
+	reads := e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIGetAuthorizerInfo]
+	watched := make(chan response, 1)
+	go func() { watched <- n.call(t, key, http.MethodGet, path+"?wait=20", nil, "If-None-Match", held) }()
+	swallow.Store(true)
+	_, err = e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: appid,
+		Action: wechatsim.ActionUpdateAuthorize, FuncInfo: []int{1, 2}, Info: &wechatsim.AuthorizerInfo{NickName: "Renamed shop"}})
+	require.NoError(t, err)
+	swallow.Store(false)
+	res = <-watched
+	require.Equal(t, http.StatusOK, res.status, "the wait ended with a change, not at its end: %s", res.text)
+	require.NotEqual(t, held, res.header.Get("ETag"))
+	body = res.json(t)
+	require.Equal(t, "Renamed shop", body["wechat_info"].(map[string]any)["nick_name"])
+	require.Len(t, body["authorization"].(map[string]any)["func_info"], 2)
+	require.Greater(t, e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIGetAuthorizerInfo], reads,
+		"wxhub read the context from WeChat")
+
+	// A read that finds nothing new changes no ETag; a revocation does.
+	held = res.header.Get("ETag")
+	res = n.call(t, key, http.MethodGet, path+"?wait=3", nil, "If-None-Match", held)
+	require.Equal(t, http.StatusNotModified, res.status, "periodic reads of an unchanged context: %s", res.text)
+	go func() { watched <- n.call(t, key, http.MethodGet, path+"?wait=20", nil, "If-None-Match", held) }()
+	act(t, e, appid, wechatsim.ActionRevoke)
+	res = <-watched
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, "unauthorized", res.json(t)["status"])
 }

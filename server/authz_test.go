@@ -37,6 +37,7 @@ var authzCases = map[string]authzCase{
 	"create-account":                 {method: "POST", path: "/v1/accounts", body: map[string]any{"appid": "{appid}x", "kind": "mini_program", "secret": "s", "tenant": "own"}, admin: 201, own: 403, other: 403, missing: 403},
 	"list-accounts":                  {method: "GET", path: "/v1/accounts", admin: 200, own: 200, other: 200, missing: 200},
 	"get-account":                    {method: "GET", path: "/v1/accounts/{appid}", admin: 200, own: 200, other: 404, missing: 404},
+	"get-account-context":            {method: "GET", path: "/v1/accounts/{appid}/context", admin: 200, own: 200, other: 404, missing: 404},
 	"update-account":                 {method: "PATCH", path: "/v1/accounts/{appid}", body: map[string]any{"daily_limits": map[string]int{"stable_token": 1000}}, admin: 200, own: 403, other: 403, missing: 403},
 	"disable-account":                {method: "POST", path: "/v1/accounts/{appid}/disable", admin: 200, own: 403, other: 403, missing: 403},
 	"enable-account":                 {method: "POST", path: "/v1/accounts/{appid}/enable", admin: 200, own: 403, other: 403, missing: 403},

@@ -51,6 +51,8 @@ type Cache struct {
 	notified        map[accountKind]notifiedGen
 	accountNotified map[int64]time.Time // when each account last changed, for recent changes
 	waiters         map[accountKind]waiter
+	// accountWaiters are closed at the next change notification of their account.
+	accountWaiters map[int64]chan struct{}
 
 	group   singleflight.Group
 	epoch   atomic.Uint64 // incremented by every new listener session
@@ -79,6 +81,7 @@ func NewCache(store *db.Store, bound time.Duration) *Cache {
 		notified:        map[accountKind]notifiedGen{},
 		accountNotified: map[int64]time.Time{},
 		waiters:         map[accountKind]waiter{},
+		accountWaiters:  map[int64]chan struct{}{},
 	}
 }
 
@@ -230,6 +233,24 @@ func (c *Cache) accountChanged(accountID int64) {
 	}
 	delete(c.byAccount, accountID)
 	c.accountNotified[accountID] = time.Now()
+	if ch, ok := c.accountWaiters[accountID]; ok {
+		close(ch)
+		delete(c.accountWaiters, accountID)
+	}
+}
+
+// accountChange returns a channel closed at the next change notification of the account,
+// or when a new listener session starts (changes may have been missed before it). Taken
+// before the account is read, it cannot miss a change committed after that read.
+func (c *Cache) accountChange(accountID int64) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.accountWaiters[accountID]
+	if !ok {
+		ch = make(chan struct{})
+		c.accountWaiters[accountID] = ch
+	}
+	return ch
 }
 
 // sessionStarted marks a new listener session: everything loaded before it must be read
@@ -237,6 +258,12 @@ func (c *Cache) accountChanged(accountID int64) {
 func (c *Cache) sessionStarted() {
 	c.epoch.Add(1)
 	c.alive()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, ch := range c.accountWaiters {
+		close(ch)
+		delete(c.accountWaiters, id)
+	}
 }
 
 // alive records proof that the listener session is alive.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,12 +108,28 @@ func (e *env) startWorker(t testing.TB) {
 	t.Helper()
 	pool, err := db.Open(context.Background(), e.dsn)
 	require.NoError(t, err)
-	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(e.simURL, nil), worker.Config{
-		ID: "w", PollInterval: 50 * time.Millisecond, Lease: 5 * time.Second, CallTimeout: 3 * time.Second,
-		Overlap: e.overlap, RetryBase: 100 * time.Millisecond, RetryMax: time.Second,
-		WeCom:  wechat.New(e.simURL+wechatsim.WeComPrefix, nil),
-		Logger: quiet, Registerer: prometheus.NewRegistry(),
+	stop := e.startWorkerOn(t, "w", e.simURL, pool)
+	t.Cleanup(func() {
+		stop()
+		pool.Close()
 	})
+}
+
+// startWorkerOn starts a worker that calls WeChat at baseURL through pool, which the caller
+// owns (and may close under it, as a crash would), with the test's settings changed by
+// options; stop cancels it and waits for it to end, and runs at cleanup too.
+func (e *env) startWorkerOn(t testing.TB, id, baseURL string, pool *pgxpool.Pool, options ...func(*worker.Config)) (stop func()) {
+	t.Helper()
+	cfg := worker.Config{
+		ID: id, PollInterval: 50 * time.Millisecond, Lease: 5 * time.Second, CallTimeout: 3 * time.Second,
+		Overlap: e.overlap, RetryBase: 100 * time.Millisecond, RetryMax: time.Second,
+		WeCom:  wechat.New(baseURL+wechatsim.WeComPrefix, nil),
+		Logger: quiet, Registerer: prometheus.NewRegistry(),
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	w, err := worker.New(db.NewStore(pool, e.ring), wechat.New(baseURL, nil), cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -120,11 +137,15 @@ func (e *env) startWorker(t testing.TB) {
 		_ = w.Run(ctx)
 		close(done)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		pool.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // account creates an account in the simulator and, through the API, in wxhub.

@@ -178,6 +178,7 @@ func (s *Server) register() {
 	s.registerAudit()
 	s.registerComponents()
 	s.registerAuthorizers()
+	s.registerAccountContext()
 	documentRetries(s.api.OpenAPI())
 }
 

@@ -15,28 +15,35 @@ const contextBatch = 50
 // readContexts reads from WeChat the context of authorizers whose last read is older than
 // ContextEvery (api_get_authorizer_info: authorizer_info and func_info) and stores what
 // changed, which API nodes and app servers are told of. It returns when to look again: at
-// once while a full batch was due, else in a minute. A revoked authorization found this way
-// is recorded as the unauthorized event would.
+// once while a full batch was due and read, else in a minute (or a tenth of ContextEvery when that is
+// shorter). A revoked authorization found this way is recorded as the unauthorized event
+// would.
 func (w *Worker) readContexts(ctx context.Context) time.Duration {
+	later := min(time.Minute, w.cfg.ContextEvery/10)
 	due, err := w.store.AuthorizersContextDue(ctx, time.Now().Add(-w.cfg.ContextEvery), contextBatch)
 	if err != nil {
-		w.log.Warn("authorizers' context not read", "err", err)
-		return time.Minute
+		if ctx.Err() == nil {
+			w.log.Warn("authorizers' context not read", "err", err)
+		}
+		return later
 	}
+	failed := 0
 	for _, a := range due {
 		if ctx.Err() != nil {
-			return time.Minute
+			return later
 		}
 		outcome, err := w.readContext(ctx, a)
 		w.metrics.contexts.WithLabelValues(outcome).Inc()
 		if err != nil {
+			failed++
 			w.log.Warn("authorizer's context not read", "appid", a.AppID, "component", a.ComponentAppID, "err", err)
 		}
 	}
-	if len(due) == contextBatch {
+	// A failed read leaves its authorizer due: looking again at once would read it again.
+	if len(due) == contextBatch && failed == 0 {
 		return 0
 	}
-	return time.Minute
+	return later
 }
 
 func (w *Worker) readContext(ctx context.Context, a db.AuthorizerDue) (string, error) {

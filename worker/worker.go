@@ -161,7 +161,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup
 	refreshCtx := context.WithoutCancel(ctx)
-	nextBacklog, nextPrune, nextContexts := time.Now(), time.Now(), time.Now()
+	// Reading contexts makes WeChat calls one after another: it must not hold up claims.
+	contextsDone := make(chan struct{})
+	go func() {
+		defer close(contextsDone)
+		for {
+			wait := w.readContexts(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	defer func() { <-contextsDone }()
+	nextBacklog, nextPrune := time.Now(), time.Now()
 	claimFailures := 0
 
 	for ctx.Err() == nil {
@@ -172,9 +186,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Now().After(nextPrune) {
 			w.prune(ctx)
 			nextPrune = time.Now().Add(time.Hour)
-		}
-		if time.Now().After(nextContexts) {
-			nextContexts = time.Now().Add(w.readContexts(ctx))
 		}
 		free := cap(slots) - len(slots)
 		wait := w.cfg.PollInterval
