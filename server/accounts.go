@@ -73,7 +73,7 @@ type CreateAccountInput struct {
 		AgentID     int64          `json:"agent_id,omitempty" minimum:"1" doc:"A wecom_app's agent id (required for wecom_app, refused for other kinds)."`
 		Tenant      string         `json:"tenant" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"The owning tenant's name." example:"demo"`
 		TokenMode   string         `json:"token_mode,omitempty" enum:"stable,classic" default:"stable" doc:"stable_token (idempotent, preferred) or the classic cgi-bin/token."`
-		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card,agent_config" doc:"Tickets to keep fresh: jsapi and wx_card for official accounts and mini programs; jsapi (the corp's ticket, kept by one app of the corp; 409 if another keeps it) and agent_config for a wecom_app."`
+		Tickets     []string       `json:"tickets,omitempty" maxItems:"2" uniqueItems:"true" enum:"jsapi,wx_card,agent_config" doc:"Tickets to keep fresh: jsapi and wx_card for official accounts (mini programs have none); jsapi (the corp's ticket, kept by one app of the corp; 409 if another keeps it) and agent_config for a wecom_app."`
 		DailyLimits map[string]int `json:"daily_limits,omitempty" doc:"Per-API daily limits overriding WeChat's (token 2000, stable_token 500000, getticket 100000), e.g. {\"token\": 200} for a test account. Keys are WeChat API names (lowercase letters and _), values at least 0."`
 		Callback    *CallbackBody  `json:"callback,omitempty" doc:"A component's message settings from WeChat's open platform; required for a component, refused otherwise."`
 	}
@@ -582,8 +582,12 @@ func checkWeCom(kind, corpID string, agentID int64) error {
 }
 
 // checkTickets refuses tickets the account's kind has not: wx_card is WeChat's, agent_config
-// WeCom's.
+// WeCom's, and a mini program has none (JS-SDK and card tickets sign an official account's
+// web pages).
 func checkTickets(kind string, tickets []string) error {
+	if kind == "mini_program" && len(tickets) > 0 {
+		return huma.Error422UnprocessableEntity("a mini_program account keeps no tickets: JS-SDK and card tickets are an official account's")
+	}
 	for _, t := range tickets {
 		if (t == "agent_config") != (kind == "wecom_app") && t != "jsapi" {
 			return huma.Error422UnprocessableEntity(fmt.Sprintf("a %s account cannot keep a %s ticket", kind, t))

@@ -96,6 +96,7 @@ func TestValidationErrorsAreProblemsAndWriteNothing(t *testing.T) {
 		{"appid too long", "GET", "/v1/accounts/" + string(big[:65]) + "/access-token", nil, nil, 422},
 		{"unknown ticket type", "GET", "/v1/accounts/" + appid(1) + "/tickets/lottery", nil, nil, 422},
 		{"unknown account kind", "POST", "/v1/accounts", map[string]any{"appid": "wxnew", "kind": "bank", "secret": "s", "tenant": "acme"}, nil, 422},
+		{"tickets for a mini program", "POST", "/v1/accounts", map[string]any{"appid": "wxnew", "kind": "mini_program", "secret": "s", "tenant": "acme", "tickets": []string{"jsapi"}}, nil, 422},
 		{"unknown field", "POST", "/v1/accounts", map[string]any{"appid": "wxnew", "kind": "mini_program", "secret": "s", "tenant": "acme", "status": "active"}, nil, 422},
 		{"oversized body", "POST", "/v1/accounts", append([]byte(`{"appid":"wxnew","secret":"`), append(big, []byte(`"}`)...)...), nil, 413},
 		{"wrong content type", "POST", "/v1/accounts", []byte(`appid=wxnew`), []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
