@@ -344,6 +344,9 @@ func TestACrashBetweenTheRefreshAndItsCommitStrandsNoAuthorizer(t *testing.T) {
 	}
 	st = e.sim.Stats(componentAppID).Accounts[componentAppID]
 	require.Equal(t, stale+merchants, st.Errors[wechatsim.APIAuthorizerToken][61023], "no refresh token was stale again")
+	t.Logf("%d authorizers: %d refresh tokens replaced by WeChat and never stored, %d answered 61023 and recovered "+
+		"(%d api_get_authorizer_info calls in all), every one refreshed twice since", merchants, len(replaced),
+		st.Errors[wechatsim.APIAuthorizerToken][61023]-stale, st.Calls[wechatsim.APIGetAuthorizerInfo])
 }
 
 // startSwallowingComponent is startComponent with a relay between the simulator's pushes
