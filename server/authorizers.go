@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -125,26 +126,16 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 		}
 	}
 	start := time.Now()
-	auth, tok, err := s.cfg.WeChat.QueryAuth(ctx, comp.AppID, token, code)
+	auth, tok, info, err := s.exchangeCode(ctx, comp, token, appid, code)
 	if err != nil {
-		return db.Account{}, false, s.upstreamFailed(err, "the authorization code")
-	}
-	if appid != "" && auth.AuthorizerAppID != appid {
-		return db.Account{}, false, huma.Error400BadRequest(fmt.Sprintf("the authorization code is %s's, not %s's", auth.AuthorizerAppID, appid))
+		return db.Account{}, false, err
 	}
 	lifetime := time.Until(start.Add(tok.ExpiresIn))
 	g := db.Grant{
 		AppID: auth.AuthorizerAppID, RefreshToken: tok.RefreshToken,
 		Token: db.Write{Value: tok.Value, ExpiresAt: start.Add(tok.ExpiresIn), PreviousValidFor: s.cfg.Overlap,
 			RefreshIn: time.Duration(float64(lifetime) * (0.75 + 0.1*rand.Float64()))},
-		Context: db.AuthorizerContext{FuncInfo: auth.FuncInfo},
-	}
-	// The authorizer's base information is read now, so the account is complete at once; if
-	// WeChat does not answer, the worker reads it within a minute (it was never read).
-	if info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, auth.AuthorizerAppID); err != nil {
-		s.log.Warn("authorizer's base information not read", "component", comp.AppID, "appid", auth.AuthorizerAppID, "err", err)
-	} else {
-		g.Context.WeChatInfo = info.BaseInfo
+		Context: db.AuthorizerContext{FuncInfo: auth.FuncInfo, WeChatInfo: info},
 	}
 	a, created, err := s.store.Authorize(ctx, comp, push, g)
 	if err != nil {
@@ -152,8 +143,54 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 	}
 	s.countCall(ctx, a, wechat.APIQueryAuth)
 	s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
+	if auth.RefreshToken == "" {
+		// Rebuilt after a used code: a second authorizer info read and a token call.
+		s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
+		s.countCall(ctx, a, wechat.APIAuthorizerToken)
+	}
 	s.log.Info("authorized", "component", comp.AppID, "appid", a.AppID, "created", created)
 	return a, created, nil
+}
+
+// codeUsed is WeChat's answer to an authorization code exchanged before.
+const codeUsed = 61009
+
+// exchangeCode exchanges an authorization code for the authorizer's grant, its first token
+// and its base information (nil when WeChat did not answer for it: the worker reads it
+// within a minute, since it was never read). When WeChat answers that the code was used and
+// the event names its authorizer, a node exchanged it and failed before its commit, and
+// WeChat sent the event again: the grant is rebuilt from WeChat's current state, the refresh
+// token api_get_authorizer_info reports buying the token, and the returned Authorization has
+// no RefreshToken of its own.
+func (s *Server) exchangeCode(ctx context.Context, comp db.ComponentEndpoint, token, appid, code string) (wechat.Authorization, wechat.AuthorizerToken, json.RawMessage, error) {
+	auth, tok, err := s.cfg.WeChat.QueryAuth(ctx, comp.AppID, token, code)
+	var we *wechat.Error
+	if errors.As(err, &we) && we.Code == codeUsed && appid != "" {
+		info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, appid)
+		if err != nil {
+			return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the authorization of "+appid)
+		}
+		tok, err := s.cfg.WeChat.AuthorizerToken(ctx, comp.AppID, token, appid, info.Authorization.RefreshToken)
+		if err != nil {
+			return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the token of "+appid)
+		}
+		s.log.Warn("authorization code used before; the authorization was rebuilt from WeChat's current state",
+			"component", comp.AppID, "appid", appid)
+		return wechat.Authorization{AuthorizerAppID: appid, FuncInfo: info.Authorization.FuncInfo}, tok, info.BaseInfo, nil
+	}
+	if err != nil {
+		return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the authorization code")
+	}
+	if appid != "" && auth.AuthorizerAppID != appid {
+		return wechat.Authorization{}, wechat.AuthorizerToken{}, nil,
+			huma.Error400BadRequest(fmt.Sprintf("the authorization code is %s's, not %s's", auth.AuthorizerAppID, appid))
+	}
+	info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, auth.AuthorizerAppID)
+	if err != nil {
+		s.log.Warn("authorizer's base information not read", "component", comp.AppID, "appid", auth.AuthorizerAppID, "err", err)
+		return auth, tok, nil, nil
+	}
+	return auth, tok, info.BaseInfo, nil
 }
 
 // upstreamFailed answers a WeChat call a request needed that failed: 502 with WeChat's

@@ -349,19 +349,52 @@ func TestACrashBetweenTheRefreshAndItsCommitStrandsNoAuthorizer(t *testing.T) {
 		st.Errors[wechatsim.APIAuthorizerToken][61023]-stale, st.Calls[wechatsim.APIGetAuthorizerInfo])
 }
 
-// startSwallowingComponent is startComponent with a relay between the simulator's pushes
-// and the node that answers success without passing a push on while the flag it returns is
-// set: a push WeChat made that never reached wxhub.
-func startSwallowingComponent(t *testing.T, e *env, n *node) *atomic.Bool {
+// swallower is a relay between the simulator's pushes and the node that, while on, answers
+// success without passing a push on, and keeps the last one it swallowed: a push WeChat made
+// that never reached wxhub, or reached a node that failed before its commit.
+type swallower struct {
+	on     atomic.Bool
+	target string
+	mu     sync.Mutex
+	last   *http.Request
+	body   []byte
+}
+
+// replay delivers the last swallowed push to the node, as WeChat sends a push again that
+// was not answered success, and returns the node's answer.
+func (s *swallower) replay(t *testing.T) (int, string) {
 	t.Helper()
-	var swallow atomic.Bool
-	target := n.url + "/v1/components/" + componentAppID + "/events"
+	s.mu.Lock()
+	r, body := s.last, s.body
+	s.mu.Unlock()
+	require.NotNil(t, r, "a push was swallowed")
+	res, err := http.Post(s.target+"?"+r.URL.RawQuery, r.Header.Get("Content-Type"), bytes.NewReader(body))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	reply, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res.StatusCode, string(reply)
+}
+
+// startSwallowingComponent is startComponent with a swallower between the simulator's
+// pushes and the node.
+func startSwallowingComponent(t *testing.T, e *env, n *node) *swallower {
+	t.Helper()
+	sw := &swallower{target: n.url + "/v1/components/" + componentAppID + "/events"}
 	relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if swallow.Load() {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if sw.on.Load() {
+			sw.mu.Lock()
+			sw.last, sw.body = r, body
+			sw.mu.Unlock()
 			_, _ = io.WriteString(w, "success")
 			return
 		}
-		res, err := http.Post(target+"?"+r.URL.RawQuery, r.Header.Get("Content-Type"), r.Body)
+		res, err := http.Post(sw.target+"?"+r.URL.RawQuery, r.Header.Get("Content-Type"), bytes.NewReader(body))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -377,7 +410,7 @@ func startSwallowingComponent(t *testing.T, e *env, n *node) *atomic.Bool {
 	waitUntil(t, 15*time.Second, "the component's token", func() bool {
 		return n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+componentAppID+"/access-token", nil).status == http.StatusOK
 	})
-	return &swallow
+	return sw
 }
 
 // TestAnAuthorizationCodeCreatesTheAuthorizerOnce is the admin endpoint a platform calls
@@ -390,10 +423,10 @@ func TestAnAuthorizationCodeCreatesTheAuthorizerOnce(t *testing.T) {
 	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
 		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
 	e.startWorker(t)
-	swallow := startSwallowingComponent(t, e, n)
+	sw := startSwallowingComponent(t, e, n)
 	code := func(action string) string {
-		swallow.Store(true)
-		defer swallow.Store(false)
+		sw.on.Store(true)
+		defer sw.on.Store(false)
 		p, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: merchant(1), Action: action})
 		require.NoError(t, err)
 		require.NotEmpty(t, p.AuthorizationCode)
@@ -458,7 +491,7 @@ func TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	e.startWorkerOn(t, "w", e.simURL, pool, func(c *worker.Config) { c.ContextEvery = 2 * time.Second })
-	swallow := startSwallowingComponent(t, e, n)
+	sw := startSwallowingComponent(t, e, n)
 	appid := merchant(3)
 	act(t, e, appid, wechatsim.ActionAuthorize)
 	path := "/v1/accounts/" + appid + "/context"
@@ -481,11 +514,11 @@ func TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold(t *testing.T) {
 	reads := e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIGetAuthorizerInfo]
 	watched := make(chan response, 1)
 	go func() { watched <- n.call(t, key, http.MethodGet, path+"?wait=20", nil, "If-None-Match", held) }()
-	swallow.Store(true)
+	sw.on.Store(true)
 	_, err = e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: appid,
 		Action: wechatsim.ActionUpdateAuthorize, FuncInfo: []int{1, 2}, Info: &wechatsim.AuthorizerInfo{NickName: "Renamed shop"}})
 	require.NoError(t, err)
-	swallow.Store(false)
+	sw.on.Store(false)
 	res = <-watched
 	require.Equal(t, http.StatusOK, res.status, "the wait ended with a change, not at its end: %s", res.text)
 	require.NotEqual(t, held, res.header.Get("ETag"))
@@ -504,4 +537,56 @@ func TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold(t *testing.T) {
 	res = <-watched
 	require.Equal(t, http.StatusOK, res.status, res.text)
 	require.Equal(t, "unauthorized", res.json(t)["status"])
+}
+
+// TestAnAuthorizedEventSentAgainAfterItsCodeWasUsedStillCreatesTheAuthorizer: a node
+// exchanged the event's code and failed before its commit; WeChat sends the event again, and
+// the code now answers 61009. The authorizer is created all the same, from what WeChat holds
+// now, and its refresh token works.
+func TestAnAuthorizedEventSentAgainAfterItsCodeWasUsedStillCreatesTheAuthorizer(t *testing.T) {
+	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
+		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	e.startWorker(t)
+	sw := startSwallowingComponent(t, e, n)
+	appid := merchant(5)
+
+	sw.on.Store(true)
+	p, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: appid, Action: wechatsim.ActionAuthorize})
+	require.NoError(t, err)
+	sw.on.Store(false)
+	// What the failed node did before it failed: the code is used up.
+	componentToken, _ := n.token(t, adminKey, componentAppID)
+	_, _, err = wechat.New(e.simURL, nil).QueryAuth(ctx, componentAppID, componentToken, p.AuthorizationCode)
+	require.NoError(t, err)
+	_, err = e.store.GetAccount(ctx, appid)
+	require.ErrorIs(t, err, db.ErrNotFound)
+
+	status, reply := sw.replay(t)
+	require.Equal(t, http.StatusOK, status, reply)
+	require.Equal(t, "success", reply)
+	st := e.sim.Stats(componentAppID).Accounts[componentAppID]
+	require.Equal(t, int64(1), st.Errors[wechatsim.APIQueryAuth][wechatsim.CodeAuthCodeInvalid], "the fault reached its mechanism: the code was used")
+	a, err := e.store.GetAccount(ctx, appid)
+	require.NoError(t, err)
+	require.Equal(t, "active", a.Status)
+	require.Equal(t, "Merchant "+appid, n.call(t, adminKey, http.MethodGet, "/v1/accounts/"+appid, nil).json(t)["wechat_info"].(map[string]any)["nick_name"])
+	token, _ := n.token(t, adminKey, appid)
+	simc := &wechatsim.Client{BaseURL: e.simURL, HTTP: http.DefaultClient}
+	code, err := simc.Use(ctx, token)
+	require.NoError(t, err)
+	require.Zero(t, code, "WeChat takes the token")
+
+	// The stored refresh token is WeChat's newest: the next refresh takes it.
+	c, err := e.store.GetCredential(ctx, a.ID, "access_token")
+	require.NoError(t, err)
+	_, err = e.store.RequestRefresh(ctx, a.ID, "access_token", c.Generation, 0)
+	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, "the next refresh", func() bool {
+		next, err := e.store.GetCredential(ctx, a.ID, "access_token")
+		return err == nil && next.Generation > c.Generation
+	})
+	require.Zero(t, e.sim.Stats(componentAppID).Accounts[componentAppID].Errors[wechatsim.APIAuthorizerToken][61023])
 }

@@ -150,6 +150,11 @@ func (s *Server) registerComponents() {
 			revoked, err = s.store.RevokeAuthorization(ctx, comp, &push, ev.AuthorizerAppID, time.Unix(ev.CreateTime, 0))
 			if err == nil {
 				s.log.Info("authorization revoked", "component", comp.AppID, "appid", ev.AuthorizerAppID, "known", revoked)
+				// This node stops serving the account before it answers; the others when the
+				// notification of the same commit reaches them.
+				if a, err := s.store.GetAccount(ctx, ev.AuthorizerAppID); err == nil {
+					s.cache.accountChanged(a.ID)
+				}
 			}
 		default:
 			// WeChat adds event types over time; one wxhub does not use is acknowledged, or
