@@ -179,10 +179,10 @@ func storeAuthorizerContext(ctx context.Context, q *dbsqlc.Queries, accountID in
 
 // RevokeAuthorization records an unauthorized event: the authorizer's account becomes
 // unauthorized, its credentials stop being refreshed and are no longer served, and the push
-// is recorded in the same transaction. It reports whether the appid was the component's
-// authorizer (an unknown one is acknowledged and changes nothing).
-func (s *Store) RevokeAuthorization(ctx context.Context, comp ComponentEndpoint, push *Push, appid string, at time.Time) (bool, error) {
-	var revoked bool
+// is recorded in the same transaction. It returns the account's id, or 0 when the appid is
+// not the component's authorizer (an unknown one is acknowledged and changes nothing).
+func (s *Store) RevokeAuthorization(ctx context.Context, comp ComponentEndpoint, push *Push, appid string, at time.Time) (int64, error) {
+	var accountID int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
 		if push != nil {
@@ -190,20 +190,20 @@ func (s *Store) RevokeAuthorization(ctx context.Context, comp ComponentEndpoint,
 				return err
 			}
 		}
-		_, err := q.AuthorizerRevoke(ctx, dbsqlc.AuthorizerRevokeParams{
+		id, err := q.AuthorizerRevoke(ctx, dbsqlc.AuthorizerRevokeParams{
 			Appid: appid, ComponentAccountID: &comp.AccountID,
 			Reason: fmt.Sprintf("the account withdrew its authorization of %s at %s", comp.AppID, at.UTC().Format(time.RFC3339)),
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
-		revoked = err == nil
+		accountID = id
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("revoke %s for component %s: %w", appid, comp.AppID, err)
+		return 0, fmt.Errorf("revoke %s for component %s: %w", appid, comp.AppID, err)
 	}
-	return revoked, nil
+	return accountID, nil
 }
 
 // AuthorizerDue is an authorizer whose context is due to be read from WeChat again.

@@ -126,27 +126,23 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 		}
 	}
 	start := time.Now()
-	auth, tok, info, err := s.exchangeCode(ctx, comp, token, appid, code)
+	x, err := s.exchangeCode(ctx, comp, token, appid, code)
 	if err != nil {
 		return db.Account{}, false, err
 	}
-	lifetime := time.Until(start.Add(tok.ExpiresIn))
+	expiresAt := start.Add(x.token.ExpiresIn)
 	g := db.Grant{
-		AppID: auth.AuthorizerAppID, RefreshToken: tok.RefreshToken,
-		Token: db.Write{Value: tok.Value, ExpiresAt: start.Add(tok.ExpiresIn), PreviousValidFor: s.cfg.Overlap,
-			RefreshIn: time.Duration(float64(lifetime) * (0.75 + 0.1*rand.Float64()))},
-		Context: db.AuthorizerContext{FuncInfo: auth.FuncInfo, WeChatInfo: info},
+		AppID: x.auth.AuthorizerAppID, RefreshToken: x.token.RefreshToken,
+		Token: db.Write{Value: x.token.Value, ExpiresAt: expiresAt, PreviousValidFor: s.cfg.Overlap,
+			RefreshIn: time.Duration(float64(time.Until(expiresAt)) * (0.75 + 0.1*rand.Float64()))},
+		Context: db.AuthorizerContext{FuncInfo: x.auth.FuncInfo, WeChatInfo: x.info},
 	}
 	a, created, err := s.store.Authorize(ctx, comp, push, g)
 	if err != nil {
 		return db.Account{}, false, s.storeFailed(err)
 	}
-	s.countCall(ctx, a, wechat.APIQueryAuth)
-	s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
-	if auth.RefreshToken == "" {
-		// Rebuilt after a used code: a second authorizer info read and a token call.
-		s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
-		s.countCall(ctx, a, wechat.APIAuthorizerToken)
+	for _, api := range x.calls {
+		s.countCall(ctx, a, api)
 	}
 	s.log.Info("authorized", "component", comp.AppID, "appid", a.AppID, "created", created)
 	return a, created, nil
@@ -155,42 +151,56 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 // codeUsed is WeChat's answer to an authorization code exchanged before.
 const codeUsed = 61009
 
-// exchangeCode exchanges an authorization code for the authorizer's grant, its first token
-// and its base information (nil when WeChat did not answer for it: the worker reads it
-// within a minute, since it was never read). When WeChat answers that the code was used and
-// the event names its authorizer, a node exchanged it and failed before its commit, and
-// WeChat sent the event again: the grant is rebuilt from WeChat's current state, the refresh
-// token api_get_authorizer_info reports buying the token, and the returned Authorization has
-// no RefreshToken of its own.
-func (s *Server) exchangeCode(ctx context.Context, comp db.ComponentEndpoint, token, appid, code string) (wechat.Authorization, wechat.AuthorizerToken, json.RawMessage, error) {
+// exchanged is what an authorization code bought: the grant, the authorizer's first token,
+// its base information (nil when WeChat did not answer for it: the worker reads it within a
+// minute, since it was never read), and the WeChat calls made, for the quota ledger once
+// the account exists.
+type exchanged struct {
+	auth  wechat.Authorization
+	token wechat.AuthorizerToken
+	info  json.RawMessage
+	calls []string
+}
+
+// exchangeCode exchanges an authorization code for the authorizer's grant. When WeChat
+// answers that the code was used and the event names its authorizer, a node exchanged it
+// and failed before its commit, and WeChat sent the event again: the grant is rebuilt from
+// WeChat's current state, the refresh token api_get_authorizer_info reports buying the
+// token.
+func (s *Server) exchangeCode(ctx context.Context, comp db.ComponentEndpoint, token, appid, code string) (exchanged, error) {
+	x := exchanged{calls: []string{wechat.APIQueryAuth, wechat.APIGetAuthorizerInfo}}
 	auth, tok, err := s.cfg.WeChat.QueryAuth(ctx, comp.AppID, token, code)
 	var we *wechat.Error
 	if errors.As(err, &we) && we.Code == codeUsed && appid != "" {
 		info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, appid)
 		if err != nil {
-			return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the authorization of "+appid)
+			return exchanged{}, s.upstreamFailed(err, "the authorization of "+appid)
 		}
 		tok, err := s.cfg.WeChat.AuthorizerToken(ctx, comp.AppID, token, appid, info.Authorization.RefreshToken)
 		if err != nil {
-			return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the token of "+appid)
+			return exchanged{}, s.upstreamFailed(err, "the token of "+appid)
 		}
 		s.log.Warn("authorization code used before; the authorization was rebuilt from WeChat's current state",
 			"component", comp.AppID, "appid", appid)
-		return wechat.Authorization{AuthorizerAppID: appid, FuncInfo: info.Authorization.FuncInfo}, tok, info.BaseInfo, nil
+		x.auth = wechat.Authorization{AuthorizerAppID: appid, FuncInfo: info.Authorization.FuncInfo}
+		x.token, x.info = tok, info.BaseInfo
+		x.calls = append(x.calls, wechat.APIAuthorizerToken)
+		return x, nil
 	}
 	if err != nil {
-		return wechat.Authorization{}, wechat.AuthorizerToken{}, nil, s.upstreamFailed(err, "the authorization code")
+		return exchanged{}, s.upstreamFailed(err, "the authorization code")
 	}
 	if appid != "" && auth.AuthorizerAppID != appid {
-		return wechat.Authorization{}, wechat.AuthorizerToken{}, nil,
-			huma.Error400BadRequest(fmt.Sprintf("the authorization code is %s's, not %s's", auth.AuthorizerAppID, appid))
+		return exchanged{}, huma.Error400BadRequest(fmt.Sprintf("the authorization code is %s's, not %s's", auth.AuthorizerAppID, appid))
 	}
+	x.auth, x.token = auth, tok
 	info, err := s.cfg.WeChat.GetAuthorizerInfo(ctx, comp.AppID, token, auth.AuthorizerAppID)
 	if err != nil {
 		s.log.Warn("authorizer's base information not read", "component", comp.AppID, "appid", auth.AuthorizerAppID, "err", err)
-		return auth, tok, nil, nil
+		return x, nil
 	}
-	return auth, tok, info.BaseInfo, nil
+	x.info = info.BaseInfo
+	return x, nil
 }
 
 // upstreamFailed answers a WeChat call a request needed that failed: 502 with WeChat's

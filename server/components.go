@@ -146,14 +146,15 @@ func (s *Server) registerComponents() {
 				return nil, err
 			}
 		case callback.InfoTypeUnauthorized:
-			var revoked bool
+			var revoked int64
 			revoked, err = s.store.RevokeAuthorization(ctx, comp, &push, ev.AuthorizerAppID, time.Unix(ev.CreateTime, 0))
 			if err == nil {
-				s.log.Info("authorization revoked", "component", comp.AppID, "appid", ev.AuthorizerAppID, "known", revoked)
-				// This node stops serving the account before it answers; the others when the
-				// notification of the same commit reaches them.
-				if a, err := s.store.GetAccount(ctx, ev.AuthorizerAppID); err == nil {
-					s.cache.accountChanged(a.ID)
+				s.log.Info("authorization revoked", "component", comp.AppID, "appid", ev.AuthorizerAppID, "known", revoked != 0)
+				// Unlike a disabled account's, a revoked one's tokens are dead at WeChat: this
+				// node stops serving them before it answers, the others when the notification
+				// of the same commit reaches them.
+				if revoked != 0 {
+					s.cache.accountChanged(revoked)
 				}
 			}
 		default:
