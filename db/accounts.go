@@ -661,8 +661,9 @@ func (s *Store) WeComAppSecrets(ctx context.Context, corpID string) ([]AccountSe
 }
 
 // GetAccountSecret returns one account with its secret decrypted, for the WeChat-compatible
-// gateway, which authenticates callers by the account's own AppSecret. ErrNotFound if there is
-// no such account or it has no secret (an authorizer).
+// gateway, which authenticates callers by the account's own AppSecret. An authorizer's secret
+// is its refresh token, which the gateway's api_authorizer_token answers. ErrNotFound if there
+// is no such account or it has no secret.
 func (s *Store) GetAccountSecret(ctx context.Context, appid string) (AccountSecret, error) {
 	row, err := s.q.AccountGetByAppID(ctx, appid)
 	if err != nil {

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,12 +45,15 @@ func (c AuthorizerContext) wechatDoc() ([]byte, *time.Time) {
 }
 
 // Grant is an authorization WeChat confirmed (api_query_auth): the authorizer's appid,
-// its refresh token, the access token WeChat issued with it, and its context.
+// its refresh token, the access token WeChat issued with it, and its context. Code is the
+// authorization code exchanged for it, recorded so that the code asked for again is answered
+// from this grant (AuthorizedByCode).
 type Grant struct {
 	AppID        string
 	RefreshToken string
 	Token        Write
 	Context      AuthorizerContext
+	Code         string
 }
 
 // Authorize records an authorization WeChat confirmed: it creates the authorizer's account
@@ -98,6 +102,13 @@ func (s *Store) Authorize(ctx context.Context, comp ComponentEndpoint, push *Pus
 				return err
 			}
 			if err := q.AccountNotify(ctx, row.ID); err != nil {
+				return err
+			}
+		}
+		if g.Code != "" {
+			sum := sha256.Sum256([]byte(g.Code))
+			if err := q.AuthorizationCodeRecord(ctx, dbsqlc.AuthorizationCodeRecordParams{
+				CodeSha256: sum[:], TenantID: row.TenantID, AccountID: row.ID, ComponentAccountID: comp.AccountID}); err != nil {
 				return err
 			}
 		}
@@ -204,6 +215,27 @@ func (s *Store) RevokeAuthorization(ctx context.Context, comp ComponentEndpoint,
 		return 0, fmt.Errorf("revoke %s for component %s: %w", appid, comp.AppID, err)
 	}
 	return accountID, nil
+}
+
+// AuthorizedByCode returns the authorizer an authorization code of comp created, when
+// wxhub exchanged that code recently (ErrNotFound otherwise).
+func (s *Store) AuthorizedByCode(ctx context.Context, comp ComponentEndpoint, code string) (Account, error) {
+	sum := sha256.Sum256([]byte(code))
+	row, err := s.q.AuthorizationCodeAccount(ctx, dbsqlc.AuthorizationCodeAccountParams{CodeSha256: sum[:], ComponentAccountID: comp.AccountID})
+	if err != nil {
+		return Account{}, notFound(err, "an authorization code of "+comp.AppID)
+	}
+	return toAccount(row.Account)
+}
+
+// PruneAuthorizationCodes forgets the codes exchanged longer ago than window: WeChat has
+// refused them for a while, so nobody asks for them again.
+func (s *Store) PruneAuthorizationCodes(ctx context.Context, window time.Duration) (int64, error) {
+	n, err := s.q.AuthorizationCodesPrune(ctx, window.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("prune authorization codes: %w", err)
+	}
+	return n, nil
 }
 
 // AuthorizerDue is an authorizer whose context is due to be read from WeChat again.

@@ -197,3 +197,22 @@ WITH written AS (
     FROM written w
 )
 SELECT written.generation FROM written, (SELECT count(*) FROM notified) n;
+
+-- name: AuthorizationCodeRecord :exec
+-- AuthorizationCodeRecord remembers a code wxhub exchanged and the authorizer it created.
+INSERT INTO authorization_codes (code_sha256, tenant_id, account_id, component_account_id)
+VALUES (@code_sha256, @tenant_id, @account_id, @component_account_id)
+ON CONFLICT DO NOTHING;
+
+-- name: AuthorizationCodeAccount :one
+-- AuthorizationCodeAccount finds the authorizer a code of this component created.
+SELECT sqlc.embed(a)
+FROM authorization_codes ac
+JOIN accounts a ON a.id = ac.account_id
+WHERE ac.code_sha256 = @code_sha256
+  AND ac.component_account_id = @component_account_id;
+
+-- name: AuthorizationCodesPrune :execrows
+-- AuthorizationCodesPrune forgets codes exchanged longer ago than a code lives at WeChat.
+DELETE FROM authorization_codes
+WHERE exchanged_at < now() - make_interval(secs => @older_than_seconds::float8);

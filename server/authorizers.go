@@ -37,7 +37,9 @@ func (s *Server) registerAuthorizers() {
 		Description: "Exchanges an authorization code (api_query_auth) for the authorizer's tokens and creates its account " +
 			"(201), or brings back one authorized before (200): what the authorized event does, for a platform whose " +
 			"redirect page receives the code first. The account's access token is then kept fresh with its refresh token. " +
-			"502 when WeChat refuses the code, with its errcode (61009: used or unknown, 61010: expired).",
+			"A code wxhub exchanged in the last two hours (its authorized event came first) answers 200 with the account " +
+			"it created, without asking WeChat. 502 when WeChat refuses the code, with its errcode (61009: used elsewhere " +
+			"or unknown, 61010: expired).",
 	}, func(ctx context.Context, in *AuthorizationInput) (*AuthorizationOutput, error) {
 		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
 		switch {
@@ -94,7 +96,20 @@ func (s *Server) componentToken(ctx context.Context, appid string) (string, erro
 // created or brought back with the refresh token and the access token WeChat answered.
 // appid is the authorizer's appid when the event names it, "" for a bare code. push, when
 // given, is recorded with what is stored.
+//
+// A bare code wxhub exchanged before (its authorized event came first, or the platform asked
+// twice) answers the authorizer it created, without asking WeChat: WeChat hands the code to
+// the event and to the merchant's browser alike, and would refuse the second exchange.
 func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push *db.Push, appid, code string) (db.Account, bool, error) {
+	if appid == "" {
+		a, err := s.store.AuthorizedByCode(ctx, comp, code)
+		switch {
+		case err == nil:
+			return a, false, nil
+		case !errors.Is(err, db.ErrNotFound):
+			return db.Account{}, false, s.internal(err)
+		}
+	}
 	token, err := s.componentToken(ctx, comp.AppID)
 	if err != nil {
 		return db.Account{}, false, err
@@ -136,6 +151,7 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 		Token: db.Write{Value: x.token.Value, ExpiresAt: expiresAt, PreviousValidFor: s.cfg.Overlap,
 			RefreshIn: time.Duration(float64(time.Until(expiresAt)) * (0.75 + 0.1*rand.Float64()))},
 		Context: db.AuthorizerContext{FuncInfo: x.auth.FuncInfo, WeChatInfo: x.info},
+		Code:    code,
 	}
 	a, created, err := s.store.Authorize(ctx, comp, push, g)
 	if err != nil {

@@ -457,8 +457,23 @@ func TestAnAuthorizationCodeCreatesTheAuthorizerOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, use, "WeChat takes the token the code bought")
 
-	// A code is good once: WeChat's 61009 comes back as a 502 with its errcode.
+	// The same code again (the redirect page asks after the event did, or asks twice): the
+	// account it created, from what wxhub stored, without asking WeChat, which would refuse.
+	queries := func() int64 {
+		return e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIQueryAuth]
+	}
+	asked := queries()
 	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": first})
+	require.Equal(t, http.StatusOK, res.status, res.text)
+	require.Equal(t, merchant(1), res.json(t)["appid"])
+	require.Equal(t, asked, queries(), "WeChat was not asked again")
+
+	// A code used elsewhere: WeChat's 61009 comes back as a 502 with its errcode.
+	usedElsewhere := code(wechatsim.ActionUpdateAuthorize)
+	componentToken, _ := n.token(t, adminKey, componentAppID)
+	_, _, err = wechat.New(e.simURL, nil).QueryAuth(ctx, componentAppID, componentToken, usedElsewhere)
+	require.NoError(t, err)
+	res = n.call(t, acmeKey, http.MethodPost, path, map[string]any{"authorization_code": usedElsewhere})
 	require.Equal(t, http.StatusBadGateway, res.status, res.text)
 	problem := res.json(t)
 	require.Equal(t, "urn:wxhub:problem:upstream-refused", problem["type"])

@@ -68,7 +68,13 @@ const (
 	wxMinuteQuota        = 45011
 	wxDataFormat         = 47001
 	wxAPIUnauthorized    = 48001
-	wxInvalidComponent   = 61011
+	// The third-party platform's codes.
+	wxNotAuthorized        = 61003
+	wxCodeInvalid          = 61009
+	wxInvalidComponent     = 61011
+	wxNeedsComponentToken  = 61014
+	wxNeedsAccountToken    = 61015
+	wxUseComponentTokenAPI = 61024
 )
 
 // wxMessages are WeChat's errmsg texts for the codes the gateway answers.
@@ -90,7 +96,13 @@ var wxMessages = map[int]string{
 	wxMinuteQuota:        "api minute-quota reach limit mustslower retry next minute",
 	wxDataFormat:         "data format error",
 	wxAPIUnauthorized:    "api unauthorized",
-	wxInvalidComponent:   "invalid component",
+
+	wxNotAuthorized:        "component is not authorized by this account",
+	wxCodeInvalid:          "code is invalid",
+	wxInvalidComponent:     "invalid component",
+	wxNeedsComponentToken:  "must use component token for component api",
+	wxNeedsAccountToken:    "must use biz account token for not component api",
+	wxUseComponentTokenAPI: "must use api(api_component_token) to get token for component acct",
 }
 
 // wxError is WeChat's error answer. It is also the error the gateway's steps return, so a
@@ -131,7 +143,6 @@ const (
 	classStableToken = "stable_token"
 	classTicket      = "ticket"
 	classProxy       = "proxy"
-	classUnsupported = "unsupported"
 	classWeComToken  = "wecom_token"
 	classWeComTicket = "wecom_ticket"
 )
@@ -173,10 +184,12 @@ type secretEntry struct {
 // handedToken is an access token this node handed out or served: whose it is, and until
 // when it can be valid at WeChat.
 type handedToken struct {
-	appid    string
-	tenantID int64
-	until    time.Time
-	corpID   string // set for a WeCom app's token
+	appid     string
+	accountID int64
+	tenantID  int64
+	until     time.Time
+	corpID    string // set for a WeCom app's token
+	component bool   // a component_access_token
 }
 
 type gatewayMetrics struct {
@@ -207,7 +220,7 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 	g.metrics = gatewayMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxhub_gateway_requests_total",
-			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, wecom_token, wecom_ticket, component_token, proxy, unsupported) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
+			Help: "Requests to the WeChat-compatible gateway by path class (token, stable_token, ticket, wecom_token, wecom_ticket, component_token, query_auth, authorizer_token, component_proxy, proxy) and outcome (ok, or the errcode the gateway answered itself; a forwarded answer is ok whatever WeChat said).",
 		}, []string{"path", "outcome"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wxhub_gateway_retries_total",
@@ -231,22 +244,25 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 		"/cgi-bin/get_jsapi_ticket": {classWeComTicket, g.serveWeComCorpTicket},
 		"/cgi-bin/ticket/get":       {classWeComTicket, g.serveWeComAgentTicket},
 
-		"/cgi-bin/component/api_component_token": {classComponentToken, g.serveComponentToken},
+		// A third-party platform's (gateway_component.go): its token, and its authorizers'
+		// tokens, which wxhub keeps. Its other endpoints are forwarded with its token injected.
+		"/cgi-bin/component/api_component_token":  {classComponentToken, g.serveComponentToken},
+		"/cgi-bin/component/api_query_auth":       {classQueryAuth, g.serveQueryAuth},
+		"/cgi-bin/component/api_authorizer_token": {classAuthorizerToken, g.serveAuthorizerToken},
 	}
 	s.gateway.Store(g)
 	return g, nil
 }
 
 // Handler serves the gateway: WeChat's and WeCom's token and ticket endpoints, the
-// component's token, the not yet supported component endpoints, and the proxy for every
-// other path.
+// component's and its authorizers' tokens, and the proxy for every other path.
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route, ok := g.routes[r.URL.Path]
 		switch {
 		case ok:
 		case strings.HasPrefix(r.URL.Path, "/cgi-bin/component/"):
-			route = gatewayRoute{classUnsupported, g.unsupported}
+			route = gatewayRoute{classComponentProxy, g.serveComponentProxy}
 		default:
 			route = gatewayRoute{classProxy, g.serveProxy}
 		}
@@ -270,12 +286,6 @@ func writeWeChat(w http.ResponseWriter, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// unsupported answers the third-party platform's endpoints other than its own token: its
-// authorizers' tokens are not kept by wxhub yet.
-func (g *Gateway) unsupported(http.ResponseWriter, *http.Request) error {
-	return wxErr(wxAPIUnauthorized, "third-party platform endpoints other than api_component_token are not served by the gateway yet")
 }
 
 // serveToken answers GET /cgi-bin/token from wxhub's cache. Unlike WeChat's, it never issues
@@ -349,7 +359,11 @@ func (g *Gateway) accessToken(r *http.Request, appid, secret string, badSecret i
 	if err != nil {
 		return db.CachedCredential{}, err
 	}
-	if kind != "official_account" && kind != "mini_program" {
+	switch kind {
+	case "official_account", "mini_program":
+	case "component":
+		return db.CachedCredential{}, wxErr(wxUseComponentTokenAPI, "")
+	default:
 		return db.CachedCredential{}, wxErr(wxInvalidAppID, "a "+kind+" account has no token at this endpoint")
 	}
 	cred, err := g.s.credential(ctx, appid, "access_token", 0)
@@ -359,7 +373,7 @@ func (g *Gateway) accessToken(r *http.Request, appid, secret string, badSecret i
 	if err != nil {
 		return db.CachedCredential{}, g.wxFromAPI(err, "")
 	}
-	g.remember(cred)
+	g.remember(cred, false)
 	return cred, nil
 }
 
@@ -476,12 +490,14 @@ func clientAddr(remote string) string {
 }
 
 // remember records a token this node hands out or forwards with, so the caller's later
-// requests that carry it are tied to the account.
-func (g *Gateway) remember(cred db.CachedCredential) {
+// requests that carry it are tied to the account; component says it is a component's token,
+// which callers present as component_access_token.
+func (g *Gateway) remember(cred db.CachedCredential, component bool) {
 	if cred.Value == "" {
 		return
 	}
-	g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, tenantID: cred.TenantID, until: cred.ExpiresAt})
+	g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, accountID: cred.AccountID,
+		tenantID: cred.TenantID, until: cred.ExpiresAt, component: component})
 }
 
 // caller finds the account of an access token the caller presents (getticket, the proxy).
@@ -496,8 +512,26 @@ func (g *Gateway) remember(cred db.CachedCredential) {
 // SDKs that keep their cached token until it expires (silenceper/wechat does) need their
 // requests to reach the node that handed it out: run one gateway node, or route by client
 // address.
+//
+// A component's token is not an account's: presented as access_token it is WeChat's 61015
+// (componentCaller refuses the converse).
 func (g *Gateway) caller(r *http.Request) (context.Context, handedToken, error) {
-	tok := r.URL.Query().Get("access_token")
+	ctx, h, err := g.handedBy(r, accessTokenParam)
+	if err == nil && h.component {
+		return nil, handedToken{}, wxErr(wxNeedsAccountToken, "")
+	}
+	return ctx, h, err
+}
+
+// The query parameters that carry the token of a WeChat call.
+const (
+	accessTokenParam    = "access_token"
+	componentTokenParam = "component_access_token"
+)
+
+// handedBy finds the token in the query parameter param among those this node handed out.
+func (g *Gateway) handedBy(r *http.Request, param string) (context.Context, handedToken, error) {
+	tok := r.URL.Query().Get(param)
 	if tok == "" {
 		return nil, handedToken{}, wxErr(wxMissingAccessToken, "")
 	}
@@ -558,6 +592,12 @@ func (g *Gateway) wxFromAPI(err error, missing string) error {
 			}
 		case problemAccountDisabled, problemAccountUnauthorized:
 			return wxErr(wxAPIUnauthorized, p.Detail)
+		case problemUpstreamRefused:
+			// WeChat refused a call wxhub made for this request (an authorization code): its
+			// answer, as the caller would have had it from WeChat.
+			if p.ErrCode != 0 {
+				return &wxError{ErrCode: p.ErrCode, ErrMsg: "wxhub gateway: " + p.Detail}
+			}
 		}
 		return wxErr(wxBusy, p.Detail)
 	}

@@ -1,13 +1,24 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+
+	"wxhub/db"
 )
 
-// classComponentToken is the metrics path class of the component token endpoint.
-const classComponentToken = "component_token"
+// Metrics path classes of the third-party platform's endpoints.
+const (
+	classComponentToken  = "component_token"
+	classQueryAuth       = "query_auth"
+	classAuthorizerToken = "authorizer_token"
+	classComponentProxy  = "component_proxy"
+)
 
 // componentTokenRequest is the body of POST /cgi-bin/component/api_component_token.
 type componentTokenRequest struct {
@@ -31,9 +42,8 @@ func (g *Gateway) serveComponentToken(w http.ResponseWriter, r *http.Request) er
 		return wxErr(wxRequirePOST, "")
 	}
 	var req componentTokenRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-	if err != nil || json.Unmarshal(body, &req) != nil {
-		return wxErr(wxDataFormat, "")
+	if err := readWeChatJSON(r, &req); err != nil {
+		return err
 	}
 	switch {
 	case req.AppID == "":
@@ -52,6 +62,171 @@ func (g *Gateway) serveComponentToken(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
+	g.remember(cred, true)
 	writeWeChat(w, wxComponentToken{ComponentAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})
 	return nil
+}
+
+// readWeChatJSON decodes a request body as WeChat does: anything but a JSON object within
+// maxBodyBytes is 47001.
+func readWeChatJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil || json.Unmarshal(body, v) != nil {
+		return wxErr(wxDataFormat, "")
+	}
+	return nil
+}
+
+// componentCaller is caller for the component endpoints: the token in component_access_token
+// must be a component's token this node handed out; an account's token there is WeChat's
+// 61014.
+func (g *Gateway) componentCaller(r *http.Request) (context.Context, handedToken, error) {
+	ctx, h, err := g.handedBy(r, componentTokenParam)
+	if err == nil && !h.component {
+		return nil, handedToken{}, wxErr(wxNeedsComponentToken, "")
+	}
+	return ctx, h, err
+}
+
+// componentRequest authenticates a POST to a component endpoint the gateway answers and
+// decodes its body, whose component_appid must name the token's component, as WeChat checks.
+func (g *Gateway) componentRequest(r *http.Request, body interface{ componentAppID() string }) (context.Context, handedToken, error) {
+	if r.Method != http.MethodPost {
+		return nil, handedToken{}, wxErr(wxRequirePOST, "")
+	}
+	ctx, h, err := g.componentCaller(r)
+	if err != nil {
+		return nil, handedToken{}, err
+	}
+	if err := readWeChatJSON(r, body); err != nil {
+		return nil, handedToken{}, err
+	}
+	switch body.componentAppID() {
+	case "":
+		return nil, handedToken{}, wxErr(wxMissingAppID, "")
+	case h.appid:
+		return ctx, h, nil
+	}
+	return nil, handedToken{}, wxErr(wxInvalidAppID, "component_appid is not the token's component")
+}
+
+type componentBody struct {
+	ComponentAppID string `json:"component_appid"`
+}
+
+func (b *componentBody) componentAppID() string { return b.ComponentAppID }
+
+// wxAuthorizationInfo is authorization_info in WeChat's api_query_auth answer.
+type wxAuthorizationInfo struct {
+	AuthorizerAppID        string          `json:"authorizer_appid"`
+	AuthorizerAccessToken  string          `json:"authorizer_access_token"`
+	ExpiresIn              int64           `json:"expires_in"`
+	AuthorizerRefreshToken string          `json:"authorizer_refresh_token"`
+	FuncInfo               json.RawMessage `json:"func_info"`
+}
+
+// serveQueryAuth answers POST /cgi-bin/component/api_query_auth. The code is exchanged by
+// wxhub, as POST /v1/components/{component_appid}/authorizations does, and the answer is the
+// authorizer wxhub keeps: its current token and refresh token. A code whose authorized event
+// reached wxhub first is answered from what that event stored, where WeChat itself would
+// answer 61009 to the second exchange.
+func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		componentBody
+		AuthorizationCode string `json:"authorization_code"`
+	}
+	ctx, h, err := g.componentRequest(r, &req)
+	if err != nil {
+		return err
+	}
+	if req.AuthorizationCode == "" {
+		return wxErr(wxCodeInvalid, "")
+	}
+	comp, err := g.s.store.GetComponentEndpoint(ctx, h.appid)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return wxErr(wxInvalidComponent, "the component was deleted")
+	case err != nil:
+		return fmt.Errorf("gateway: component %s: %w", h.appid, err)
+	}
+	a, _, err := g.s.authorize(ctx, comp, nil, "", req.AuthorizationCode)
+	if err != nil {
+		return g.wxFromAPI(err, "")
+	}
+	if a.Status == "unauthorized" {
+		// The code's authorization was withdrawn since: WeChat refuses such a code.
+		return wxErr(wxCodeInvalid, "the authorization was withdrawn")
+	}
+	cred, refresh, err := g.authorizerToken(ctx, a.AppID)
+	if err != nil {
+		return err
+	}
+	var granted struct {
+		FuncInfo json.RawMessage `json:"func_info"`
+	}
+	if err := json.Unmarshal(a.AuthorizationInfo, &granted); err != nil || len(granted.FuncInfo) == 0 {
+		granted.FuncInfo = json.RawMessage("[]")
+	}
+	writeWeChat(w, struct {
+		AuthorizationInfo wxAuthorizationInfo `json:"authorization_info"`
+	}{wxAuthorizationInfo{AuthorizerAppID: a.AppID, AuthorizerAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred),
+		AuthorizerRefreshToken: refresh, FuncInfo: bytes.TrimSpace(granted.FuncInfo)}})
+	return nil
+}
+
+// wxAuthorizerToken is WeChat's api_authorizer_token answer.
+type wxAuthorizerToken struct {
+	AuthorizerAccessToken  string `json:"authorizer_access_token"`
+	ExpiresIn              int64  `json:"expires_in"`
+	AuthorizerRefreshToken string `json:"authorizer_refresh_token"`
+}
+
+// serveAuthorizerToken answers POST /cgi-bin/component/api_authorizer_token with the
+// authorizer's token wxhub keeps, never a new one from WeChat: every app of the platform gets
+// the same token, so none kills another's. The refresh token the caller sends is not
+// checked (wxhub's workers rotate it, so an app's copy goes stale); the answer carries the
+// current one, which keeps working should the app go back to calling WeChat itself.
+func (g *Gateway) serveAuthorizerToken(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		componentBody
+		AuthorizerAppID string `json:"authorizer_appid"`
+		RefreshToken    string `json:"authorizer_refresh_token"`
+	}
+	ctx, h, err := g.componentRequest(r, &req)
+	if err != nil {
+		return err
+	}
+	if req.AuthorizerAppID == "" {
+		return wxErr(wxMissingAppID, "")
+	}
+	a, err := g.s.store.GetAccount(ctx, req.AuthorizerAppID)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return wxErr(wxNotAuthorized, "")
+	case err != nil:
+		return fmt.Errorf("gateway: authorizer %s: %w", req.AuthorizerAppID, err)
+	case a.Kind != "authorizer" || a.ComponentAccountID != h.accountID || a.Status == "unauthorized":
+		return wxErr(wxNotAuthorized, "")
+	}
+	cred, refresh, err := g.authorizerToken(ctx, a.AppID)
+	if err != nil {
+		return err
+	}
+	writeWeChat(w, wxAuthorizerToken{AuthorizerAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred), AuthorizerRefreshToken: refresh})
+	return nil
+}
+
+// authorizerToken reads an authorizer's current access token, remembered as handed out, and
+// its refresh token.
+func (g *Gateway) authorizerToken(ctx context.Context, appid string) (db.CachedCredential, string, error) {
+	cred, err := g.s.credential(ctx, appid, "access_token", 0)
+	if err != nil {
+		return db.CachedCredential{}, "", g.wxFromAPI(err, "")
+	}
+	secret, err := g.s.store.GetAccountSecret(ctx, appid)
+	if err != nil {
+		return db.CachedCredential{}, "", fmt.Errorf("gateway: refresh token of %s: %w", appid, err)
+	}
+	g.remember(cred, false)
+	return cred, secret.Secret, nil
 }

@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -67,4 +69,185 @@ func TestGatewayComponentTokenAnswersAsWeChatDoes(t *testing.T) {
 		})
 	}
 	require.Equal(t, before, calls())
+}
+
+func queryAuthBody(component, code string) string {
+	b, _ := json.Marshal(map[string]string{"component_appid": component, "authorization_code": code})
+	return string(b)
+}
+
+func authorizerTokenBody(component, authorizer, refreshToken string) string {
+	b, _ := json.Marshal(map[string]string{"component_appid": component, "authorizer_appid": authorizer, "authorizer_refresh_token": refreshToken})
+	return string(b)
+}
+
+// funcInfo is WeChat's func_info for permission set ids, as JSON decodes it.
+func funcInfo(ids ...int) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = map[string]any{"funcscope_category": map[string]any{"id": float64(id)}}
+	}
+	return out
+}
+
+// The shapes of the component endpoints' answers (WECHAT.md).
+var (
+	queryAuthShape         = map[string]string{"authorization_info": "map[string]interface {}"}
+	authorizationInfoShape = map[string]string{"authorizer_appid": "string", "authorizer_access_token": "string",
+		"expires_in": "integer", "authorizer_refresh_token": "string", "func_info": "[]interface {}"}
+	authorizerTokenShape = map[string]string{"authorizer_access_token": "string", "expires_in": "integer", "authorizer_refresh_token": "string"}
+	preAuthCodeShape     = map[string]string{"pre_auth_code": "string", "expires_in": "integer"}
+)
+
+// TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes is a platform's app behind the gateway:
+// the codes its redirect page receives (whether or not the event reached wxhub first), its
+// authorizers' tokens and its other component calls are answered in WeChat's shapes, and
+// WeChat sees no token call from the app; its mistakes are answered with WeChat's errcodes,
+// checked against the simulator's answer to the same request.
+func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startGatewayNode(t)
+	e.startWorker(t)
+	sw := startSwallowingComponent(t, e, n.node)
+	e.account(t, n.node, "acme", appid(1))
+	stats := func() wechatsim.AccountStats { return e.sim.Stats(componentAppID).Accounts[componentAppID] }
+	authorize := func(appid string, swallow bool, ids ...int) wechatsim.Push {
+		sw.on.Store(swallow)
+		defer sw.on.Store(false)
+		p, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: appid,
+			Action: wechatsim.ActionAuthorize, FuncInfo: ids})
+		require.NoError(t, err)
+		require.True(t, p.Delivered, p.Reply)
+		return p
+	}
+	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
+		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
+	q := "?component_access_token=" + url.QueryEscape(ctok)
+	simc := &wechatsim.Client{BaseURL: e.simURL, HTTP: http.DefaultClient}
+
+	// The event reaches wxhub, which exchanges the code; then the platform's redirect page
+	// asks the gateway for the same code, which WeChat would refuse as used.
+	first := authorize(merchant(1), false, 1, 7, 18)
+	before := stats()
+	got := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, first.AuthorizationCode))
+	require.Equal(t, queryAuthShape, shapeOf(got), got)
+	info := got["authorization_info"].(map[string]any)
+	require.Equal(t, authorizationInfoShape, shapeOf(info), info)
+	token, expiresIn := restExpiresIn(t, n.node, merchant(1))
+	require.Equal(t, merchant(1), info["authorizer_appid"])
+	require.Equal(t, token, info["authorizer_access_token"])
+	require.InDelta(t, expiresIn, info["expires_in"], 2)
+	require.Equal(t, funcInfo(1, 7, 18), info["func_info"])
+	require.Equal(t, before.Calls[wechatsim.APIQueryAuth], stats().Calls[wechatsim.APIQueryAuth], "answered from the event's exchange")
+
+	// The simulator's own answer to a code, for its shape: this one's event never reached
+	// wxhub, so the code is used by WeChat's side alone.
+	elsewhere := authorize(merchant(2), true)
+	atSim := wx(t, http.MethodPost, e.simURL, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, elsewhere.AuthorizationCode))
+	require.Equal(t, shapeOf(atSim), shapeOf(got))
+	require.Equal(t, shapeOf(atSim["authorization_info"].(map[string]any)), shapeOf(info))
+
+	// A code whose event was lost: the gateway exchanges it, and the account exists.
+	third := authorize(merchant(3), true, 18)
+	before = stats()
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, third.AuthorizationCode))
+	info3 := got["authorization_info"].(map[string]any)
+	require.Equal(t, authorizationInfoShape, shapeOf(info3), info3)
+	require.Equal(t, merchant(3), info3["authorizer_appid"])
+	require.Equal(t, funcInfo(18), info3["func_info"])
+	require.Equal(t, before.Calls[wechatsim.APIQueryAuth]+1, stats().Calls[wechatsim.APIQueryAuth])
+	code, err := simc.Use(ctx, info3["authorizer_access_token"].(string))
+	require.NoError(t, err)
+	require.Zero(t, code, "WeChat takes the token the gateway answered")
+	again := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, third.AuthorizationCode))
+	require.Equal(t, info3["authorizer_access_token"], again["authorization_info"].(map[string]any)["authorizer_access_token"])
+	require.Equal(t, before.Calls[wechatsim.APIQueryAuth]+1, stats().Calls[wechatsim.APIQueryAuth], "asked once")
+
+	// The authorizer's token, whatever refresh token the app kept, from wxhub's cache.
+	before = stats()
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_authorizer_token"+q, authorizerTokenBody(componentAppID, merchant(1), "the app's own copy, stale"))
+	require.Equal(t, authorizerTokenShape, shapeOf(got), got)
+	require.Equal(t, token, got["authorizer_access_token"])
+	require.InDelta(t, expiresIn, got["expires_in"], 2)
+	require.Equal(t, info["authorizer_refresh_token"], got["authorizer_refresh_token"])
+	require.Equal(t, before.Calls[wechatsim.APIAuthorizerToken], stats().Calls[wechatsim.APIAuthorizerToken], "no token call to WeChat")
+	// It works through the proxy as an account's token.
+	got = wx(t, http.MethodGet, n.gw, "/cgi-bin/get_api_domain_ip?access_token="+url.QueryEscape(token), "")
+	require.Equal(t, map[string]string{"ip_list": "[]interface {}"}, shapeOf(got), got)
+
+	// Other component calls are forwarded with the component's token.
+	preauth := `{"component_appid":"` + componentAppID + `"}`
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_create_preauthcode"+q, preauth)
+	require.Equal(t, preAuthCodeShape, shapeOf(got), got)
+	require.Equal(t, shapeOf(wx(t, http.MethodPost, e.simURL, "/cgi-bin/component/api_create_preauthcode"+q, preauth)), shapeOf(got))
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_get_authorizer_info"+q,
+		`{"component_appid":"`+componentAppID+`","authorizer_appid":"`+merchant(1)+`"}`)
+	require.Equal(t, merchant(1), got["authorization_info"].(map[string]any)["authorizer_appid"], got)
+
+	accountToken := wx(t, http.MethodGet, n.gw, tokenQuery(appid(1), "secret-"+appid(1)), "")["access_token"].(string)
+	aq := "?component_access_token=" + url.QueryEscape(accountToken)
+	for _, tt := range []struct {
+		name, method, path, body string
+		code                     int
+		sameAtWeChat             bool
+	}{
+		{"GET", http.MethodGet, "/cgi-bin/component/api_query_auth" + q, "", 43002, true},
+		{"no token", http.MethodPost, "/cgi-bin/component/api_query_auth", queryAuthBody(componentAppID, "c"), 41001, true},
+		{"forged token", http.MethodPost, "/cgi-bin/component/api_query_auth?component_access_token=forged", queryAuthBody(componentAppID, "c"), 40001, true},
+		{"an account's token", http.MethodPost, "/cgi-bin/component/api_query_auth" + aq, queryAuthBody(componentAppID, "c"), 61014, true},
+		{"another component", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody("wxcomponent000404", "c"), 40013, true},
+		{"no component", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody("", "c"), 41002, true},
+		{"not JSON", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, "authorization_code=c", 47001, true},
+		{"no code", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody(componentAppID, ""), 61009, true},
+		{"a code used elsewhere", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody(componentAppID, elsewhere.AuthorizationCode), 61009, true},
+		{"no authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, "", "r"), 41002, true},
+		{"not an authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, "wxmerchant999999", "r"), 61003, true},
+		// WeChat knows this authorizer (its event was lost), wxhub does not: WeChat would
+		// refuse the refresh token the app made up (61023).
+		{"an authorizer wxhub does not keep", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, merchant(2), "r"), 61003, false},
+		{"a forwarded call with an account's token", http.MethodPost, "/cgi-bin/component/api_create_preauthcode" + aq, preauth, 61014, true},
+		{"the component's token as an account's", http.MethodGet, "/cgi-bin/get_api_domain_ip?access_token=" + url.QueryEscape(ctok), "", 61015, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := wx(t, tt.method, n.gw, tt.path, tt.body)
+			require.Equal(t, errorShape, shapeOf(got), got)
+			require.Equal(t, float64(tt.code), got["errcode"], got)
+			require.NotContains(t, got["errmsg"], ctok)
+			if tt.sameAtWeChat {
+				atSim := wx(t, tt.method, e.simURL, tt.path, tt.body)
+				require.Equal(t, atSim["errcode"], got["errcode"], "the simulator answered %v", atSim)
+			}
+		})
+	}
+
+	text := metrics(t, n.node)
+	for _, line := range []string{
+		`wxhub_gateway_requests_total{outcome="ok",path="query_auth"} 3`,
+		`wxhub_gateway_requests_total{outcome="ok",path="authorizer_token"} 1`,
+		`wxhub_gateway_requests_total{outcome="ok",path="component_proxy"} 2`,
+		`wxhub_gateway_requests_total{outcome="61014",path="component_proxy"} 1`,
+		`wxhub_gateway_requests_total{outcome="61003",path="authorizer_token"} 2`,
+	} {
+		require.Contains(t, text, line)
+	}
+
+	// wxhub keeps the two codes it exchanged until the workers prune them; then the code is
+	// WeChat's to answer again, and WeChat refuses it as used.
+	n2, err := e.store.PruneAuthorizationCodes(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n2, "codes exchanged within the window are kept")
+	n2, err = e.store.PruneAuthorizationCodes(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n2)
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, third.AuthorizationCode))
+	require.Equal(t, float64(wechatsim.CodeAuthCodeInvalid), got["errcode"], got)
+
+	// The refresh token the gateway answered is WeChat's current one: an app that goes back
+	// to calling WeChat itself keeps its authorizers.
+	atSim = wx(t, http.MethodPost, e.simURL, "/cgi-bin/component/api_authorizer_token"+q,
+		authorizerTokenBody(componentAppID, merchant(1), info["authorizer_refresh_token"].(string)))
+	require.Equal(t, authorizerTokenShape, shapeOf(atSim), atSim)
 }

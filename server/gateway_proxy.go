@@ -18,6 +18,7 @@ import (
 // proxyCall is what the proxy's transport needs to know of one forwarded request.
 type proxyCall struct {
 	appid string
+	param string // the query parameter that carries the token
 	token string // the token injected, wxhub's current one when the call began
 	// body is the whole request body when it is small enough to send twice; replayable says
 	// whether the request can be sent again (no body, or body holds it all).
@@ -57,7 +58,7 @@ func (g *Gateway) newProxy(base http.RoundTripper) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			call := pr.In.Context().Value(proxyCallKey{}).(*proxyCall)
 			pr.SetURL(g.upstream)
-			pr.Out.URL.RawQuery = withToken(pr.In.URL.RawQuery, call.token)
+			pr.Out.URL.RawQuery = withToken(pr.In.URL.RawQuery, call.param, call.token)
 			// An uncompressed answer lets the transport read WeChat's errcode; the caller gets
 			// the same bytes, only not gzipped.
 			pr.Out.Header.Del("Accept-Encoding")
@@ -79,13 +80,13 @@ func (g *Gateway) newProxy(base http.RoundTripper) *httputil.ReverseProxy {
 	}
 }
 
-// withToken returns rawQuery with every access_token parameter replaced by one carrying
-// token, the other parameters left byte for byte as the caller sent them.
-func withToken(rawQuery, token string) string {
-	parts := []string{"access_token=" + url.QueryEscape(token)}
+// withToken returns rawQuery with every param parameter replaced by one carrying token, the
+// other parameters left byte for byte as the caller sent them.
+func withToken(rawQuery, param, token string) string {
+	parts := []string{param + "=" + url.QueryEscape(token)}
 	for p := range strings.SplitSeq(rawQuery, "&") {
 		key, _, _ := strings.Cut(p, "=")
-		if p == "" || key == "access_token" {
+		if p == "" || key == param {
 			continue
 		}
 		parts = append(parts, p)
@@ -100,12 +101,29 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return g.forward(ctx, w, r, h, accessTokenParam)
+}
+
+// serveComponentProxy forwards a third-party platform's call other than the token
+// endpoints the gateway answers (api_create_preauthcode, api_get_authorizer_info, ...), with
+// the component's current token in place of the caller's.
+func (g *Gateway) serveComponentProxy(w http.ResponseWriter, r *http.Request) error {
+	ctx, h, err := g.componentCaller(r)
+	if err != nil {
+		return err
+	}
+	return g.forward(ctx, w, r, h, componentTokenParam)
+}
+
+// forward sends the caller's request to WeChat with the current token of h's account in the
+// query parameter param.
+func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, h handedToken, param string) error {
 	cred, err := g.s.credential(ctx, h.appid, "access_token", 0)
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
-	g.remember(cred)
-	call := &proxyCall{appid: h.appid, token: cred.Value, replayable: true}
+	g.remember(cred, h.component)
+	call := &proxyCall{appid: h.appid, param: param, token: cred.Value, replayable: true}
 	if r.Body != nil && r.Body != http.NoBody {
 		if err := g.spool(r, call); err != nil {
 			return err
@@ -170,11 +188,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// from WeChat, and its SDK's own retry comes back here.
 		return res, nil
 	}
-	t.g.remember(next)
+	t.g.remember(next, call.param == componentTokenParam)
 	_ = res.Body.Close()
 	t.g.metrics.retries.Inc()
 	retry := req.Clone(req.Context())
-	retry.URL.RawQuery = withToken(req.URL.RawQuery, next.Value)
+	retry.URL.RawQuery = withToken(req.URL.RawQuery, call.param, next.Value)
 	retry.Body = http.NoBody
 	if call.body != nil {
 		retry.Body = io.NopCloser(bytes.NewReader(call.body))

@@ -325,7 +325,7 @@ func TestGatewayTicketAnswersAsWeChatDoes(t *testing.T) {
 	}
 }
 
-func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
+func TestGatewayProxyAnswersAsWeChatDoes(t *testing.T) {
 	t.Parallel()
 	g := setupGateway(t)
 	tok := wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, "secret-"+g.stable), "")["access_token"].(string)
@@ -340,7 +340,6 @@ func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
 		{"no token", "/cgi-bin/get_api_domain_ip", 41001},
 		{"WeCom jsapi ticket with a WeChat token", "/cgi-bin/get_jsapi_ticket?access_token=" + tok, 40014},
 		{"WeCom agent ticket with a WeChat token", "/cgi-bin/ticket/get?access_token=" + tok + "&type=agent_config", 40014},
-		{"authorizer token", "/cgi-bin/component/api_authorizer_token", 48001},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,7 +352,6 @@ func TestGatewayProxyAndUnsupportedEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	text := metrics(t, g.n.node)
 	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="ok",path="proxy"} 1`)
 	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="40001",path="proxy"} 1`)
-	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="48001",path="unsupported"} 1`)
 	require.Contains(t, text, `wxhub_gateway_requests_total{outcome="40014",path="wecom_ticket"} 2`)
 }
 

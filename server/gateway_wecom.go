@@ -65,7 +65,7 @@ func (g *Gateway) serveWeComToken(w http.ResponseWriter, r *http.Request) error 
 		return g.wxFromAPI(err, "")
 	}
 	if cred.Value != "" {
-		g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, tenantID: cred.TenantID,
+		g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, accountID: cred.AccountID, tenantID: cred.TenantID,
 			until: cred.ExpiresAt, corpID: corpID})
 	}
 	writeWeChat(w, wecomToken{ErrCode: 0, ErrMsg: "ok", AccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})

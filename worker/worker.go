@@ -263,7 +263,8 @@ func (w *Worker) drain(inflight *sync.WaitGroup) error {
 	}
 }
 
-// prune deletes what is no longer needed: old days of the quota ledger and old push nonces.
+// prune deletes what is no longer needed: old days of the quota ledger, old push nonces and
+// old authorization codes.
 func (w *Worker) prune(ctx context.Context) {
 	n, err := w.store.PruneQuotaLedger(ctx, w.cfg.QuotaHistoryDays)
 	switch {
@@ -280,6 +281,15 @@ func (w *Worker) prune(ctx context.Context) {
 		w.log.Warn("push nonces not pruned", "err", err)
 	case n > 0:
 		w.log.Info("push nonces pruned", "rows", n)
+	}
+	// An authorization code lives an hour at WeChat (WECHAT.md's expired code, 61010), so
+	// after two nobody can hold one wxhub must recognise.
+	n, err = w.store.PruneAuthorizationCodes(ctx, 2*time.Hour)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.Warn("authorization codes not pruned", "err", err)
+	case n > 0:
+		w.log.Info("authorization codes pruned", "rows", n)
 	}
 }
 

@@ -10,6 +10,92 @@ import (
 	"time"
 )
 
+const authorizationCodeAccount = `-- name: AuthorizationCodeAccount :one
+SELECT a.id, a.tenant_id, a.appid, a.kind, a.status, a.corp_id, a.agent_id, a.component_account_id, a.secret_ciphertext, a.secret_key_id, a.token_mode, a.tickets, a.daily_limits, a.base_info, a.authorization_info, a.settings, a.settings_version, a.status_reason, a.created_at, a.updated_at, a.wechat_info, a.wechat_info_at
+FROM authorization_codes ac
+JOIN accounts a ON a.id = ac.account_id
+WHERE ac.code_sha256 = $1
+  AND ac.component_account_id = $2
+`
+
+type AuthorizationCodeAccountParams struct {
+	CodeSha256         []byte
+	ComponentAccountID int64
+}
+
+type AuthorizationCodeAccountRow struct {
+	Account Account
+}
+
+// AuthorizationCodeAccount finds the authorizer a code of this component created.
+func (q *Queries) AuthorizationCodeAccount(ctx context.Context, arg AuthorizationCodeAccountParams) (AuthorizationCodeAccountRow, error) {
+	row := q.db.QueryRow(ctx, authorizationCodeAccount, arg.CodeSha256, arg.ComponentAccountID)
+	var i AuthorizationCodeAccountRow
+	err := row.Scan(
+		&i.Account.ID,
+		&i.Account.TenantID,
+		&i.Account.Appid,
+		&i.Account.Kind,
+		&i.Account.Status,
+		&i.Account.CorpID,
+		&i.Account.AgentID,
+		&i.Account.ComponentAccountID,
+		&i.Account.SecretCiphertext,
+		&i.Account.SecretKeyID,
+		&i.Account.TokenMode,
+		&i.Account.Tickets,
+		&i.Account.DailyLimits,
+		&i.Account.BaseInfo,
+		&i.Account.AuthorizationInfo,
+		&i.Account.Settings,
+		&i.Account.SettingsVersion,
+		&i.Account.StatusReason,
+		&i.Account.CreatedAt,
+		&i.Account.UpdatedAt,
+		&i.Account.WechatInfo,
+		&i.Account.WechatInfoAt,
+	)
+	return i, err
+}
+
+const authorizationCodeRecord = `-- name: AuthorizationCodeRecord :exec
+INSERT INTO authorization_codes (code_sha256, tenant_id, account_id, component_account_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+`
+
+type AuthorizationCodeRecordParams struct {
+	CodeSha256         []byte
+	TenantID           int64
+	AccountID          int64
+	ComponentAccountID int64
+}
+
+// AuthorizationCodeRecord remembers a code wxhub exchanged and the authorizer it created.
+func (q *Queries) AuthorizationCodeRecord(ctx context.Context, arg AuthorizationCodeRecordParams) error {
+	_, err := q.db.Exec(ctx, authorizationCodeRecord,
+		arg.CodeSha256,
+		arg.TenantID,
+		arg.AccountID,
+		arg.ComponentAccountID,
+	)
+	return err
+}
+
+const authorizationCodesPrune = `-- name: AuthorizationCodesPrune :execrows
+DELETE FROM authorization_codes
+WHERE exchanged_at < now() - make_interval(secs => $1::float8)
+`
+
+// AuthorizationCodesPrune forgets codes exchanged longer ago than a code lives at WeChat.
+func (q *Queries) AuthorizationCodesPrune(ctx context.Context, olderThanSeconds float64) (int64, error) {
+	result, err := q.db.Exec(ctx, authorizationCodesPrune, olderThanSeconds)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const authorizerContextDue = `-- name: AuthorizerContextDue :many
 SELECT a.id, a.tenant_id, a.appid, c.appid AS component_appid, a.component_account_id::bigint AS component_account_id
 FROM accounts a
