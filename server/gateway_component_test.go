@@ -251,3 +251,44 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 		authorizerTokenBody(componentAppID, merchant(1), info["authorizer_refresh_token"].(string)))
 	require.Equal(t, authorizerTokenShape, shapeOf(atSim), atSim)
 }
+
+// TestGatewayRetriesAComponentCallWeChatRejectsWithTheRefreshedToken: the component's token
+// dies at WeChat (someone fetched a new one outside wxhub) between the app's token fetch and
+// its call; the forwarded call is rejected, wxhub refreshes the component's token (one
+// upstream fetch with the verify ticket it holds), and the call succeeds on the retry.
+func TestGatewayRetriesAComponentCallWeChatRejectsWithTheRefreshedToken(t *testing.T) {
+	t.Parallel()
+	// WeChat lets a replaced component token live five seconds: the token wxhub holds dies
+	// soon after someone else fetches one.
+	e := newEnv(t, time.Hour, 5*time.Second, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Hour })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startGatewayNode(t)
+	e.startWorker(t)
+	startComponent(t, e, n.node)
+	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
+		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
+	q := "?component_access_token=" + url.QueryEscape(ctok)
+	preauth := `{"component_appid":"` + componentAppID + `"}`
+	require.Equal(t, preAuthCodeShape, shapeOf(wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_create_preauthcode"+q, preauth)))
+
+	// Someone outside wxhub fetches a new component token with a ticket WeChat pushed.
+	push, err := e.sim.PushVerifyTicket(ctx, componentAppID)
+	require.NoError(t, err)
+	b, _ := json.Marshal(map[string]string{"component_appid": componentAppID, "component_appsecret": "component-secret",
+		"component_verify_ticket": push.ComponentVerifyTicket})
+	require.Contains(t, wx(t, http.MethodPost, e.simURL, "/cgi-bin/component/api_component_token", string(b)), "component_access_token")
+	waitUntil(t, 15*time.Second, "the token wxhub holds to die at WeChat", func() bool {
+		got := wx(t, http.MethodPost, e.simURL, "/cgi-bin/component/api_create_preauthcode"+q, preauth)
+		return got["errcode"] == float64(wechatsim.CodeInvalidCredential)
+	})
+	fetches := e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIComponentToken]
+	retries := counter(t, n.node, "wxhub_gateway_retries_total")
+
+	got := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_create_preauthcode"+q, preauth)
+	require.Equal(t, preAuthCodeShape, shapeOf(got), "the call succeeds on the retry: %v", got)
+	require.Equal(t, retries+1, counter(t, n.node, "wxhub_gateway_retries_total"))
+	require.Equal(t, fetches+1, e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIComponentToken], "one new upstream fetch")
+	current, _ := n.token(t, adminKey, componentAppID)
+	require.NotEqual(t, ctok, current)
+}
