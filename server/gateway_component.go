@@ -149,10 +149,11 @@ func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return fmt.Errorf("gateway: component %s: %w", h.appid, err)
 	}
-	a, _, err := g.s.authorize(ctx, comp, nil, "", req.AuthorizationCode)
+	a, created, err := g.s.authorize(ctx, comp, nil, "", req.AuthorizationCode)
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
+	g.s.audit(ctx, "account.authorize", a.AppID, a.TenantID, nil, map[string]any{"component": comp.AppID, "created": created, "via": "gateway"})
 	if a.Status == "unauthorized" {
 		// The code's authorization was withdrawn since: WeChat refuses such a code.
 		return wxErr(wxCodeInvalid, "the authorization was withdrawn")
