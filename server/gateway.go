@@ -190,6 +190,12 @@ type handedToken struct {
 	until     time.Time
 	corpID    string // set for a WeCom app's token
 	component bool   // a component_access_token
+	shared    bool   // recorded in the database, for the other nodes
+}
+
+// handedFor is the entry of a credential's value handed out.
+func handedFor(cred db.CachedCredential) handedToken {
+	return handedToken{appid: cred.AppID, accountID: cred.AccountID, tenantID: cred.TenantID, until: cred.ExpiresAt}
 }
 
 type gatewayMetrics struct {
@@ -373,7 +379,7 @@ func (g *Gateway) accessToken(r *http.Request, appid, secret string, badSecret i
 	if err != nil {
 		return db.CachedCredential{}, g.wxFromAPI(err, "")
 	}
-	g.remember(cred, false)
+	g.remember(ctx, cred.Value, handedFor(cred))
 	return cred, nil
 }
 
@@ -489,29 +495,38 @@ func clientAddr(remote string) string {
 	return remote
 }
 
-// remember records a token this node hands out or forwards with, so the caller's later
-// requests that carry it are tied to the account; component says it is a component's token,
-// which callers present as component_access_token.
-func (g *Gateway) remember(cred db.CachedCredential, component bool) {
-	if cred.Value == "" {
+// remember records a token this node hands out, so the caller's later requests that carry
+// it are tied to the account, on this node and (through gateway_tokens) on every other: an
+// SDK that caches its token works behind a load balancer that spreads its calls. The first
+// hand-out of each value on a node writes its row; when that write fails the token still
+// works on this node, and the next hand-out tries again.
+func (g *Gateway) remember(ctx context.Context, value string, h handedToken) {
+	if value == "" {
 		return
 	}
-	g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, accountID: cred.AccountID,
-		tenantID: cred.TenantID, until: cred.ExpiresAt, component: component})
+	key := tokenHash(g.hash(value))
+	if v, ok := g.handed.Load(key); ok && v.(handedToken).shared {
+		return
+	}
+	if err := g.s.store.RecordGatewayToken(ctx, value, h.tenantID, h.accountID, h.until); err != nil {
+		if ctx.Err() == nil {
+			g.s.log.Warn("gateway: a token handed out is not recorded for the other nodes", "appid", h.appid, "err", err)
+		}
+	} else {
+		h.shared = true
+	}
+	g.handed.Store(key, h)
 }
 
 // caller finds the account of an access token the caller presents (getticket, the proxy).
 //
-// Only tokens this node handed out or forwarded with are known: wxhub stores values
-// encrypted under a random nonce, so the database cannot be searched by value, and an index
-// on a hash column of credentials would change on every refresh, ending the heap-only
-// updates the refresh path relies on (and a lookup without one is a sequential scan any
-// caller with a made-up token could cause). An unknown token is answered 40001, as WeChat
-// answers a token it does not accept. SDKs that fetch a token again on 40001 recover at once,
-// through the gateway, which hands out the current one (no call to WeChat) and remembers it;
-// SDKs that keep their cached token until it expires (silenceper/wechat does) need their
-// requests to reach the node that handed it out: run one gateway node, or route by client
-// address.
+// Only tokens a gateway handed out are known: wxhub stores values encrypted under a random
+// nonce, so credentials cannot be searched by value (and an index on a hash column of
+// credentials would change on every refresh, ending the heap-only updates the refresh path
+// relies on), which is why the gateway records what it hands out in gateway_tokens. An
+// unknown token is answered 40001, as WeChat answers a token it does not accept; its lookup
+// counts against the client address like a wrong secret (BadKeyRate), so made-up tokens
+// cannot make a node query the database without bound.
 //
 // A component's token is not an account's: presented as access_token it is WeChat's 61015
 // (componentCaller refuses the converse).
@@ -535,15 +550,41 @@ func (g *Gateway) handedBy(r *http.Request, param string) (context.Context, hand
 	if tok == "" {
 		return nil, handedToken{}, wxErr(wxMissingAccessToken, "")
 	}
-	v, ok := g.handed.Load(tokenHash(g.hash(tok)))
-	if !ok {
-		return nil, handedToken{}, wxErr(wxInvalidCredential, "this node did not hand out this token; fetch one through the gateway")
+	key := tokenHash(g.hash(tok))
+	var h handedToken
+	if v, ok := g.handed.Load(key); ok {
+		h = v.(handedToken)
+	} else {
+		var err error
+		if h, err = g.recall(r, tok, key); err != nil {
+			return nil, handedToken{}, err
+		}
 	}
-	h := v.(handedToken)
 	if !time.Now().Before(h.until) {
 		return nil, handedToken{}, wxErr(wxTokenExpired, "")
 	}
 	return withPrincipal(r.Context(), Principal{Role: RoleTenant, TenantID: h.tenantID}), h, nil
+}
+
+// recall looks up a token this node did not hand out among those another node recorded.
+func (g *Gateway) recall(r *http.Request, token string, key tokenHash) (handedToken, error) {
+	addr, now := clientAddr(r.RemoteAddr), time.Now()
+	limiter := g.s.keys.failures
+	if limiter.exhausted(addr, now) {
+		return handedToken{}, wxErr(wxMinuteQuota, "too many unknown tokens, wrong secrets or keys from this address; slow down")
+	}
+	t, err := g.s.store.FindGatewayToken(r.Context(), token)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		limiter.failed(addr, now)
+		return handedToken{}, wxErr(wxInvalidCredential, "no gateway handed out this token; fetch one through the gateway")
+	case err != nil:
+		return handedToken{}, fmt.Errorf("gateway: %w", err)
+	}
+	h := handedToken{appid: t.AppID, accountID: t.AccountID, tenantID: t.TenantID, until: t.ValidUntil,
+		corpID: t.CorpID, component: t.Kind == "component", shared: true}
+	g.handed.Store(key, h)
+	return h, nil
 }
 
 // gatewayTicketTypes are the ticket types getticket serves.

@@ -62,7 +62,9 @@ func (g *Gateway) serveComponentToken(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
-	g.remember(cred, true)
+	h := handedFor(cred)
+	h.component = true
+	g.remember(ctx, cred.Value, h)
 	writeWeChat(w, wxComponentToken{ComponentAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})
 	return nil
 }
@@ -228,6 +230,6 @@ func (g *Gateway) authorizerToken(ctx context.Context, appid string) (db.CachedC
 	if err != nil {
 		return db.CachedCredential{}, "", fmt.Errorf("gateway: refresh token of %s: %w", appid, err)
 	}
-	g.remember(cred, false)
+	g.remember(ctx, cred.Value, handedFor(cred))
 	return cred, secret.Secret, nil
 }

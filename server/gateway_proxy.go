@@ -122,7 +122,6 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
-	g.remember(cred, h.component)
 	call := &proxyCall{appid: h.appid, param: param, token: cred.Value, replayable: true}
 	if r.Body != nil && r.Body != http.NoBody {
 		if err := g.spool(r, call); err != nil {
@@ -188,7 +187,6 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// from WeChat, and its SDK's own retry comes back here.
 		return res, nil
 	}
-	t.g.remember(next, call.param == componentTokenParam)
 	_ = res.Body.Close()
 	t.g.metrics.retries.Inc()
 	retry := req.Clone(req.Context())

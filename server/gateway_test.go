@@ -466,3 +466,47 @@ func TestGatewayWrongSecretsAreLimitedPerAddress(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // the address's budget refills
 	require.Contains(t, wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, "rotated-"+g.stable), ""), "access_token", "a new secret works at once")
 }
+
+// TestGatewayNodesKnowTheTokensEachOtherHandedOut: behind a load balancer an SDK fetches its
+// token from one node and makes its calls through another, which has never seen the token
+// (silenceper/wechat keeps it until it expires): the second node finds it among the tokens
+// the gateways recorded. Made-up tokens are refused, and an address sending many is slowed
+// down before they cost database lookups.
+func TestGatewayNodesKnowTheTokensEachOtherHandedOut(t *testing.T) {
+	t.Parallel()
+	g := setupGateway(t)
+	ctx := context.Background()
+	other := g.e.startGatewayNode(t)
+	tok := wx(t, http.MethodGet, g.n.gw, tokenQuery(g.stable, "secret-"+g.stable), "")["access_token"].(string)
+
+	got := wx(t, http.MethodGet, other.gw, "/cgi-bin/get_api_domain_ip?access_token="+url.QueryEscape(tok), "")
+	require.Equal(t, map[string]string{"ip_list": "[]interface {}"}, shapeOf(got), "a call through the other node: %v", got)
+	got = wx(t, http.MethodGet, other.gw, "/cgi-bin/ticket/getticket?type=jsapi&access_token="+url.QueryEscape(tok), "")
+	require.Equal(t, ticketShape, shapeOf(got), got)
+	require.Equal(t, float64(0), got["errcode"])
+	wecom := wx(t, http.MethodGet, other.gw, "/cgi-bin/get_jsapi_ticket?access_token="+url.QueryEscape(tok), "")
+	require.Equal(t, float64(40014), wecom["errcode"], "still not a WeCom token: %v", wecom)
+
+	// Made-up tokens: 40001, until the address has sent too many (--bad-key-rate, bursts of
+	// 10); then 45011 without a lookup, while the token the node knows still works.
+	codes := map[float64]int{}
+	for i := range 30 {
+		got := wx(t, http.MethodGet, other.gw, fmt.Sprintf("/cgi-bin/get_api_domain_ip?access_token=made-up-%d", i), "")
+		codes[got["errcode"].(float64)]++
+	}
+	require.Positive(t, codes[40001], codes)
+	require.Positive(t, codes[45011], "the address was slowed down: %v", codes)
+	require.Equal(t, 30, codes[40001]+codes[45011], codes)
+	got = wx(t, http.MethodGet, other.gw, "/cgi-bin/get_api_domain_ip?access_token="+url.QueryEscape(tok), "")
+	require.Contains(t, got, "ip_list", got)
+
+	// Expired tokens are forgotten by the workers' prune.
+	a, err := g.e.store.GetAccount(ctx, g.stable)
+	require.NoError(t, err)
+	require.NoError(t, g.e.store.RecordGatewayToken(ctx, "an expired token", a.TenantID, a.ID, time.Now().Add(-time.Minute)))
+	n, err := g.e.store.PruneGatewayTokens(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "only the expired token")
+	_, err = g.e.store.FindGatewayToken(ctx, tok)
+	require.NoError(t, err)
+}

@@ -64,10 +64,9 @@ func (g *Gateway) serveWeComToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
-	if cred.Value != "" {
-		g.handed.Store(tokenHash(g.hash(cred.Value)), handedToken{appid: cred.AppID, accountID: cred.AccountID, tenantID: cred.TenantID,
-			until: cred.ExpiresAt, corpID: corpID})
-	}
+	h := handedFor(cred)
+	h.corpID = corpID
+	g.remember(ctx, cred.Value, h)
 	writeWeChat(w, wecomToken{ErrCode: 0, ErrMsg: "ok", AccessToken: cred.Value, ExpiresIn: g.expiresIn(cred)})
 	return nil
 }

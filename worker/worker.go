@@ -263,8 +263,8 @@ func (w *Worker) drain(inflight *sync.WaitGroup) error {
 	}
 }
 
-// prune deletes what is no longer needed: old days of the quota ledger, old push nonces and
-// old authorization codes.
+// prune deletes what is no longer needed: old days of the quota ledger, old push nonces,
+// old authorization codes and the gateway's expired tokens.
 func (w *Worker) prune(ctx context.Context) {
 	n, err := w.store.PruneQuotaLedger(ctx, w.cfg.QuotaHistoryDays)
 	switch {
@@ -290,6 +290,13 @@ func (w *Worker) prune(ctx context.Context) {
 		w.log.Warn("authorization codes not pruned", "err", err)
 	case n > 0:
 		w.log.Info("authorization codes pruned", "rows", n)
+	}
+	n, err = w.store.PruneGatewayTokens(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.Warn("gateway tokens not pruned", "err", err)
+	case n > 0:
+		w.log.Info("gateway tokens pruned", "rows", n)
 	}
 }
 

@@ -175,6 +175,16 @@ type CredentialSchedule struct {
 	RefreshAt *time.Time
 }
 
+// Access tokens the WeChat-compatible gateway handed out (their SHA-256) and whose they are, so that every node recognises a token any node handed out; pruned after the token expires.
+type GatewayToken struct {
+	// SHA-256 of the token; the token itself is never stored here.
+	TokenSha256 []byte
+	TenantID    int64
+	AccountID   int64
+	// When the token expires at WeChat; the gateway stops accepting it then, and the workers prune the row.
+	ValidUntil time.Time
+}
+
 // The domains that own WeChat accounts; API keys of role tenant are scoped to one.
 type Tenant struct {
 	ID int64
