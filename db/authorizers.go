@@ -105,12 +105,8 @@ func (s *Store) Authorize(ctx context.Context, comp ComponentEndpoint, push *Pus
 				return err
 			}
 		}
-		if g.Code != "" {
-			sum := sha256.Sum256([]byte(g.Code))
-			if err := q.AuthorizationCodeRecord(ctx, dbsqlc.AuthorizationCodeRecordParams{
-				CodeSha256: sum[:], TenantID: row.TenantID, AccountID: row.ID, ComponentAccountID: comp.AccountID}); err != nil {
-				return err
-			}
+		if err := recordCode(ctx, q, comp, row.TenantID, row.ID, g.Code); err != nil {
+			return err
 		}
 		return s.storeGrantedToken(ctx, q, row.ID, g)
 	})
@@ -141,11 +137,42 @@ func (s *Store) storeGrantedToken(ctx context.Context, q *dbsqlc.Queries, accoun
 	return err
 }
 
+// recordCode remembers an authorization code of comp for the authorizer accountID; an empty
+// code records nothing.
+func recordCode(ctx context.Context, q *dbsqlc.Queries, comp ComponentEndpoint, tenantID, accountID int64, code string) error {
+	if code == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(code))
+	return q.AuthorizationCodeRecord(ctx, dbsqlc.AuthorizationCodeRecordParams{
+		CodeSha256: sum[:], TenantID: tenantID, AccountID: accountID, ComponentAccountID: comp.AccountID})
+}
+
+// WithAuthorizationCode runs fn holding a cluster-wide lock on an authorization code, so that
+// the exchange of a code (for its event, or for the platform's redirect page) is recorded
+// before anyone else looks the code up. fn's error is returned as it is.
+func (s *Store) WithAuthorizationCode(ctx context.Context, code string, fn func() error) error {
+	var fnErr error
+	sum := sha256.Sum256([]byte(code))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.q.WithTx(tx).AuthorizationCodeLock(ctx, sum[:]); err != nil {
+			return fmt.Errorf("lock an authorization code: %w", err)
+		}
+		fnErr = fn()
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
+}
+
 // UpdateAuthorizerContext stores what a live authorizer granted and its authorizer_info, as
-// WeChat reported them after an updateauthorized event, and records the push in the same
-// transaction. Its tokens and refresh token are left alone. It reports whether the context
-// changed; a change is announced to API nodes.
-func (s *Store) UpdateAuthorizerContext(ctx context.Context, comp ComponentEndpoint, push *Push, a Account, ac AuthorizerContext) (bool, error) {
+// WeChat reported them after an updateauthorized event, and records the push and the event's
+// authorization code (which was not exchanged: the redirect page asking for it is answered
+// from this account) in the same transaction. Its tokens and refresh token are left alone. It
+// reports whether the context changed; a change is announced to API nodes.
+func (s *Store) UpdateAuthorizerContext(ctx context.Context, comp ComponentEndpoint, push *Push, a Account, code string, ac AuthorizerContext) (bool, error) {
 	var changed bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -153,6 +180,9 @@ func (s *Store) UpdateAuthorizerContext(ctx context.Context, comp ComponentEndpo
 			if err := recordPush(ctx, q, comp, *push); err != nil {
 				return err
 			}
+		}
+		if err := recordCode(ctx, q, comp, a.TenantID, a.ID, code); err != nil {
+			return err
 		}
 		var err error
 		changed, err = storeAuthorizerContext(ctx, q, a.ID, ac)
@@ -217,8 +247,8 @@ func (s *Store) RevokeAuthorization(ctx context.Context, comp ComponentEndpoint,
 	return accountID, nil
 }
 
-// AuthorizedByCode returns the authorizer an authorization code of comp created, when
-// wxhub exchanged that code recently (ErrNotFound otherwise).
+// AuthorizedByCode returns the authorizer an authorization code of comp is for, when wxhub
+// exchanged or received that code in the last hour (ErrNotFound otherwise).
 func (s *Store) AuthorizedByCode(ctx context.Context, comp ComponentEndpoint, code string) (Account, error) {
 	sum := sha256.Sum256([]byte(code))
 	row, err := s.q.AuthorizationCodeAccount(ctx, dbsqlc.AuthorizationCodeAccountParams{CodeSha256: sum[:], ComponentAccountID: comp.AccountID})
@@ -228,10 +258,10 @@ func (s *Store) AuthorizedByCode(ctx context.Context, comp ComponentEndpoint, co
 	return toAccount(row.Account)
 }
 
-// PruneAuthorizationCodes forgets the codes exchanged longer ago than window: WeChat has
-// refused them for a while, so nobody asks for them again.
-func (s *Store) PruneAuthorizationCodes(ctx context.Context, window time.Duration) (int64, error) {
-	n, err := s.q.AuthorizationCodesPrune(ctx, window.Seconds())
+// PruneAuthorizationCodes forgets the codes recorded more than an hour ago, which WeChat
+// refuses as expired anyway.
+func (s *Store) PruneAuthorizationCodes(ctx context.Context) (int64, error) {
+	n, err := s.q.AuthorizationCodesPrune(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("prune authorization codes: %w", err)
 	}

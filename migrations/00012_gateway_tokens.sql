@@ -16,6 +16,8 @@ CREATE TABLE gateway_tokens (
 );
 
 CREATE INDEX gateway_tokens_valid_until_idx ON gateway_tokens (valid_until);
+-- For the cascade when an account is deleted or moved.
+CREATE INDEX gateway_tokens_account_idx ON gateway_tokens (tenant_id, account_id);
 
 COMMENT ON TABLE gateway_tokens IS 'Access tokens the WeChat-compatible gateway handed out (their SHA-256) and whose they are, so that every node recognises a token any node handed out; pruned after the token expires.';
 COMMENT ON COLUMN gateway_tokens.token_sha256 IS 'SHA-256 of the token; the token itself is never stored here.';

@@ -198,21 +198,29 @@ WITH written AS (
 )
 SELECT written.generation FROM written, (SELECT count(*) FROM notified) n;
 
+-- name: AuthorizationCodeLock :exec
+-- AuthorizationCodeLock takes the transaction-level advisory lock of one authorization code
+-- (by its SHA-256), which its exchange holds until it is recorded.
+SELECT pg_advisory_xact_lock(hashtextextended('wxhub/authorization-code/' || encode(@code_sha256::bytea, 'hex'), 0));
+
 -- name: AuthorizationCodeRecord :exec
--- AuthorizationCodeRecord remembers a code wxhub exchanged and the authorizer it created.
+-- AuthorizationCodeRecord remembers a code wxhub exchanged (or took with an event for a live
+-- authorizer) and the authorizer it is for.
 INSERT INTO authorization_codes (code_sha256, tenant_id, account_id, component_account_id)
 VALUES (@code_sha256, @tenant_id, @account_id, @component_account_id)
 ON CONFLICT DO NOTHING;
 
 -- name: AuthorizationCodeAccount :one
--- AuthorizationCodeAccount finds the authorizer a code of this component created.
+-- AuthorizationCodeAccount finds the authorizer a code of this component is for, while the
+-- code can still be alive at WeChat (an hour).
 SELECT sqlc.embed(a)
 FROM authorization_codes ac
 JOIN accounts a ON a.id = ac.account_id
 WHERE ac.code_sha256 = @code_sha256
-  AND ac.component_account_id = @component_account_id;
+  AND ac.component_account_id = @component_account_id
+  AND ac.recorded_at > now() - interval '1 hour';
 
 -- name: AuthorizationCodesPrune :execrows
--- AuthorizationCodesPrune forgets codes exchanged longer ago than a code lives at WeChat.
+-- AuthorizationCodesPrune forgets codes recorded longer ago than a code lives at WeChat.
 DELETE FROM authorization_codes
-WHERE exchanged_at < now() - make_interval(secs => @older_than_seconds::float8);
+WHERE recorded_at < now() - interval '1 hour';

@@ -97,10 +97,28 @@ func (s *Server) componentToken(ctx context.Context, appid string) (string, erro
 // appid is the authorizer's appid when the event names it, "" for a bare code. push, when
 // given, is recorded with what is stored.
 //
-// A bare code wxhub exchanged before (its authorized event came first, or the platform asked
-// twice) answers the authorizer it created, without asking WeChat: WeChat hands the code to
-// the event and to the merchant's browser alike, and would refuse the second exchange.
+// WeChat hands a code to the event and to the merchant's browser alike, and refuses its
+// second exchange; so the code is locked cluster-wide while it is looked at, and recorded with
+// what it bought. A bare code wxhub exchanged or received before (its event came first, or
+// the platform asked twice) answers the authorizer it is for, without asking WeChat, however
+// close together the two came.
 func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push *db.Push, appid, code string) (db.Account, bool, error) {
+	var a db.Account
+	var created bool
+	err := s.store.WithAuthorizationCode(ctx, code, func() error {
+		var err error
+		a, created, err = s.authorizeLocked(ctx, comp, push, appid, code)
+		return err
+	})
+	var se huma.StatusError
+	if err != nil && !errors.As(err, &se) {
+		return db.Account{}, false, s.internal(err)
+	}
+	return a, created, err
+}
+
+// authorizeLocked is authorize, holding the code's lock.
+func (s *Server) authorizeLocked(ctx context.Context, comp db.ComponentEndpoint, push *db.Push, appid, code string) (db.Account, bool, error) {
 	if appid == "" {
 		a, err := s.store.AuthorizedByCode(ctx, comp, code)
 		switch {
@@ -127,7 +145,7 @@ func (s *Server) authorize(ctx context.Context, comp db.ComponentEndpoint, push 
 				return db.Account{}, false, s.upstreamFailed(err, "the authorization of "+appid)
 			}
 			s.countCall(ctx, a, wechat.APIGetAuthorizerInfo)
-			changed, err := s.store.UpdateAuthorizerContext(ctx, comp, push, a, db.AuthorizerContext{
+			changed, err := s.store.UpdateAuthorizerContext(ctx, comp, push, a, code, db.AuthorizerContext{
 				FuncInfo: info.Authorization.FuncInfo, WeChatInfo: info.BaseInfo})
 			if err != nil {
 				return db.Account{}, false, s.storeFailed(err)

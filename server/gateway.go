@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -27,9 +26,10 @@ import (
 // The gateway speaks WeChat's own protocol on a listener of its own, so an app whose SDK
 // fetches tokens from api.weixin.qq.com migrates by pointing the SDK's API host at wxhub.
 // Token and ticket requests are answered from wxhub's credential cache (the same path as
-// the REST API: s.credential), never by a call to WeChat on the request path; every other
-// request is forwarded to WeChat with the account's current token injected (gateway_proxy.go).
-// Answers have WeChat's shapes and WeChat's habit of HTTP 200 with an errcode.
+// the REST API: s.credential), never by a call to WeChat on the request path (only an
+// authorization code nobody exchanged yet is, in api_query_auth); every other request is
+// forwarded to WeChat with the account's current token injected (gateway_proxy.go). Answers
+// have WeChat's shapes and WeChat's habit of HTTP 200 with an errcode.
 
 // GatewayConfig configures the WeChat-compatible gateway; zero fields take the defaults in
 // brackets.
@@ -163,11 +163,16 @@ type Gateway struct {
 	routes   map[string]gatewayRoute
 	// salt keys the hashes of secrets and tokens this node keeps, so a memory dump does not
 	// allow testing guesses against them offline.
-	salt    [32]byte
-	secrets sync.Map // appid → secretEntry
-	corps   sync.Map // WeCom corp id → wecomCorp
-	handed  sync.Map // tokenHash → handedToken
-	metrics gatewayMetrics
+	salt [32]byte
+	// unknownTokens limits, per client address, lookups of tokens no node handed out. It is
+	// apart from the wrong secrets' limit (the node's BadKeyRate): an app whose SDK keeps
+	// presenting a stale token must not slow down its neighbours' token fetches behind the
+	// same address.
+	unknownTokens *addrLimiter
+	secrets       sync.Map // appid → secretEntry
+	corps         sync.Map // WeCom corp id → wecomCorp
+	handed        sync.Map // tokenHash → handedToken
+	metrics       gatewayMetrics
 }
 
 type tokenHash [32]byte
@@ -181,8 +186,8 @@ type secretEntry struct {
 	loadedAt time.Time
 }
 
-// handedToken is an access token this node handed out or served: whose it is, and until
-// when it can be valid at WeChat.
+// handedToken is an access token a gateway node handed out: whose it is, and until when it
+// can be valid at WeChat.
 type handedToken struct {
 	appid     string
 	accountID int64
@@ -219,7 +224,7 @@ func (s *Server) Gateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = newUpstreamTransport()
 	}
-	g := &Gateway{s: s, upstream: up, retryMax: cfg.RetryBodyLimit}
+	g := &Gateway{s: s, upstream: up, retryMax: cfg.RetryBodyLimit, unknownTokens: newAddrLimiter(s.cfg.BadKeyRate)}
 	if _, err := rand.Read(g.salt[:]); err != nil {
 		return nil, fmt.Errorf("gateway salt: %w", err)
 	}
@@ -267,7 +272,7 @@ func (g *Gateway) Handler() http.Handler {
 		route, ok := g.routes[r.URL.Path]
 		switch {
 		case ok:
-		case strings.HasPrefix(r.URL.Path, "/cgi-bin/component/"):
+		case strings.HasPrefix(r.URL.Path, "/cgi-bin/component/") && r.URL.Query().Has(componentTokenParam):
 			route = gatewayRoute{classComponentProxy, g.serveComponentProxy}
 		default:
 			route = gatewayRoute{classProxy, g.serveProxy}
@@ -329,9 +334,8 @@ func (g *Gateway) serveStableToken(w http.ResponseWriter, r *http.Request) error
 		return wxErr(wxRequirePOST, "")
 	}
 	var req stableTokenRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-	if err != nil || json.Unmarshal(body, &req) != nil {
-		return wxErr(wxDataFormat, "")
+	if err := readWeChatJSON(r, &req); err != nil {
+		return err
 	}
 	if err := checkTokenRequest(req.GrantType, req.AppID, req.Secret); err != nil {
 		return err
@@ -525,17 +529,13 @@ func (g *Gateway) remember(ctx context.Context, value string, h handedToken) {
 // credentials would change on every refresh, ending the heap-only updates the refresh path
 // relies on), which is why the gateway records what it hands out in gateway_tokens. An
 // unknown token is answered 40001, as WeChat answers a token it does not accept; its lookup
-// counts against the client address like a wrong secret (BadKeyRate), so made-up tokens
-// cannot make a node query the database without bound.
+// is limited per client address (BadKeyRate), so made-up tokens cannot make a node query the
+// database without bound.
 //
-// A component's token is not an account's: presented as access_token it is WeChat's 61015
-// (componentCaller refuses the converse).
+// A component's token is forwarded in access_token too: WeChat takes it there on some
+// component APIs (the code template library's), and answers 61015 on the others.
 func (g *Gateway) caller(r *http.Request) (context.Context, handedToken, error) {
-	ctx, h, err := g.handedBy(r, accessTokenParam)
-	if err == nil && h.component {
-		return nil, handedToken{}, wxErr(wxNeedsAccountToken, "")
-	}
-	return ctx, h, err
+	return g.handedBy(r, accessTokenParam)
 }
 
 // The query parameters that carry the token of a WeChat call.
@@ -569,9 +569,9 @@ func (g *Gateway) handedBy(r *http.Request, param string) (context.Context, hand
 // recall looks up a token this node did not hand out among those another node recorded.
 func (g *Gateway) recall(r *http.Request, token string, key tokenHash) (handedToken, error) {
 	addr, now := clientAddr(r.RemoteAddr), time.Now()
-	limiter := g.s.keys.failures
+	limiter := g.unknownTokens
 	if limiter.exhausted(addr, now) {
-		return handedToken{}, wxErr(wxMinuteQuota, "too many unknown tokens, wrong secrets or keys from this address; slow down")
+		return handedToken{}, wxErr(wxMinuteQuota, "too many unknown tokens from this address; slow down")
 	}
 	t, err := g.s.store.FindGatewayToken(r.Context(), token)
 	switch {
@@ -600,9 +600,12 @@ func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if h.corpID != "" {
+	switch {
+	case h.corpID != "":
 		// WeChat does not know WeCom's tokens.
 		return wxErr(wxInvalidCredential, "a WeCom token: ask /cgi-bin/get_jsapi_ticket or /cgi-bin/ticket/get")
+	case h.component:
+		return wxErr(wxNeedsAccountToken, "")
 	}
 	typ := r.URL.Query().Get("type")
 	kind, ok := gatewayTicketTypes[typ]
@@ -652,6 +655,10 @@ func (g *Gateway) wxFromAPI(err error, missing string) error {
 			return wxErr(wxInvalidAppID, "")
 		case http.StatusTooManyRequests:
 			return wxErr(wxMinuteQuota, "")
+		case http.StatusConflict:
+			// wxhub keeps the appid as something else (another kind of account, another
+			// component's authorizer): not something a retry changes.
+			return wxErr(wxAPIUnauthorized, se.Error())
 		}
 		return wxErr(wxBusy, "no valid token within the wait; retry")
 	}
@@ -673,6 +680,7 @@ func (g *Gateway) prune(now time.Time) {
 		}
 		return true
 	})
+	g.unknownTokens.prune(now)
 	g.corps.Range(func(k, v any) bool {
 		if now.Sub(v.(wecomCorp).loadedAt) > g.secretTTL() {
 			g.corps.Delete(k)

@@ -80,8 +80,8 @@ func readWeChatJSON(r *http.Request, v any) error {
 }
 
 // componentCaller is caller for the component endpoints: the token in component_access_token
-// must be a component's token this node handed out; an account's token there is WeChat's
-// 61014.
+// must be a component's token a gateway node handed out; an account's token there is
+// WeChat's 61014.
 func (g *Gateway) componentCaller(r *http.Request) (context.Context, handedToken, error) {
 	ctx, h, err := g.handedBy(r, componentTokenParam)
 	if err == nil && !h.component {
@@ -155,11 +155,11 @@ func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return g.wxFromAPI(err, "")
 	}
-	g.s.audit(ctx, "account.authorize", a.AppID, a.TenantID, nil, map[string]any{"component": comp.AppID, "created": created, "via": "gateway"})
 	if a.Status == "unauthorized" {
 		// The code's authorization was withdrawn since: WeChat refuses such a code.
 		return wxErr(wxCodeInvalid, "the authorization was withdrawn")
 	}
+	g.s.audit(ctx, "account.authorize", a.AppID, a.TenantID, nil, map[string]any{"component": comp.AppID, "created": created, "via": "gateway"})
 	cred, refresh, err := g.authorizerToken(ctx, a.AppID)
 	if err != nil {
 		return err

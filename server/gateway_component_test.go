@@ -3,13 +3,16 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"wxhub/db"
 	"wxhub/wechatsim"
 )
 
@@ -166,6 +169,20 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	require.Equal(t, info3["authorizer_access_token"], again["authorization_info"].(map[string]any)["authorizer_access_token"])
 	require.Equal(t, before.Calls[wechatsim.APIQueryAuth]+1, stats().Calls[wechatsim.APIQueryAuth], "asked once")
 
+	// An updateauthorized event reaches wxhub, which keeps the tokens it holds and reads what
+	// was granted; the redirect page's code is answered from the account, not by an exchange
+	// that would replace them.
+	update, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: merchant(1),
+		Action: wechatsim.ActionUpdateAuthorize, FuncInfo: []int{1, 7}})
+	require.NoError(t, err)
+	require.True(t, update.Delivered, update.Reply)
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, update.AuthorizationCode))
+	updated := got["authorization_info"].(map[string]any)
+	require.Equal(t, authorizationInfoShape, shapeOf(updated), got)
+	require.Equal(t, funcInfo(1, 7), updated["func_info"])
+	require.Equal(t, token, updated["authorizer_access_token"])
+	require.Equal(t, before.Calls[wechatsim.APIQueryAuth]+1, stats().Calls[wechatsim.APIQueryAuth], "WeChat was not asked")
+
 	// The authorizer's token, whatever refresh token the app kept, from wxhub's cache.
 	before = stats()
 	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_authorizer_token"+q, authorizerTokenBody(componentAppID, merchant(1), "the app's own copy, stale"))
@@ -174,6 +191,10 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	require.InDelta(t, expiresIn, got["expires_in"], 2)
 	require.Equal(t, info["authorizer_refresh_token"], got["authorizer_refresh_token"])
 	require.Equal(t, before.Calls[wechatsim.APIAuthorizerToken], stats().Calls[wechatsim.APIAuthorizerToken], "no token call to WeChat")
+	// Another node knows the component token this one handed out.
+	other := e.startGatewayNode(t)
+	got = wx(t, http.MethodPost, other.gw, "/cgi-bin/component/api_authorizer_token"+q, authorizerTokenBody(componentAppID, merchant(1), ""))
+	require.Equal(t, token, got["authorizer_access_token"], got)
 	// It works through the proxy as an account's token.
 	got = wx(t, http.MethodGet, n.gw, "/cgi-bin/get_api_domain_ip?access_token="+url.QueryEscape(token), "")
 	require.Equal(t, map[string]string{"ip_list": "[]interface {}"}, shapeOf(got), got)
@@ -186,6 +207,13 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_get_authorizer_info"+q,
 		`{"component_appid":"`+componentAppID+`","authorizer_appid":"`+merchant(1)+`"}`)
 	require.Equal(t, merchant(1), got["authorization_info"].(map[string]any)["authorizer_appid"], got)
+	// A component path that takes an authorizer's access_token is forwarded as the proxy's
+	// calls are: WeChat's answer comes back as it came.
+	privacy := "/cgi-bin/component/setprivacysetting?access_token=" + url.QueryEscape(token)
+	gwStatus, gwBody := rawPost(t, n.gw+privacy, "{}")
+	simStatus, simBody := rawPost(t, e.simURL+privacy, "{}")
+	require.Equal(t, simStatus, gwStatus)
+	require.Equal(t, simBody, gwBody)
 
 	accountToken := wx(t, http.MethodGet, n.gw, tokenQuery(appid(1), "secret-"+appid(1)), "")["access_token"].(string)
 	aq := "?component_access_token=" + url.QueryEscape(accountToken)
@@ -204,7 +232,8 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 		{"no code", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody(componentAppID, ""), 61009, true},
 		{"a code used elsewhere", http.MethodPost, "/cgi-bin/component/api_query_auth" + q, queryAuthBody(componentAppID, elsewhere.AuthorizationCode), 61009, true},
 		{"no authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, "", "r"), 41002, true},
-		{"not an authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, "wxmerchant999999", "r"), 61003, true},
+		{"an unknown authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, "wxmerchant999999", "r"), 61003, true},
+		{"an account that is not an authorizer", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, appid(1), "r"), 61003, true},
 		// WeChat knows this authorizer (its event was lost), wxhub does not: WeChat would
 		// refuse the refresh token the app made up (61023).
 		{"an authorizer wxhub does not keep", http.MethodPost, "/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, merchant(2), "r"), 61003, false},
@@ -225,25 +254,39 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 
 	text := metrics(t, n.node)
 	for _, line := range []string{
-		`wxhub_gateway_requests_total{outcome="ok",path="query_auth"} 3`,
+		`wxhub_gateway_requests_total{outcome="ok",path="query_auth"} 4`,
 		`wxhub_gateway_requests_total{outcome="ok",path="authorizer_token"} 1`,
 		`wxhub_gateway_requests_total{outcome="ok",path="component_proxy"} 2`,
 		`wxhub_gateway_requests_total{outcome="61014",path="component_proxy"} 1`,
-		`wxhub_gateway_requests_total{outcome="61003",path="authorizer_token"} 2`,
+		`wxhub_gateway_requests_total{outcome="61003",path="authorizer_token"} 3`,
 	} {
 		require.Contains(t, text, line)
 	}
 
-	// wxhub keeps the two codes it exchanged until the workers prune them; then the code is
-	// WeChat's to answer again, and WeChat refuses it as used.
-	n2, err := e.store.PruneAuthorizationCodes(ctx, time.Hour)
+	// A merchant that withdrew its authorization: its code and its token are refused.
+	act(t, e, merchant(3), wechatsim.ActionRevoke)
+	for _, tt := range []struct{ path, body string }{
+		{"/cgi-bin/component/api_query_auth" + q, queryAuthBody(componentAppID, third.AuthorizationCode)},
+		{"/cgi-bin/component/api_authorizer_token" + q, authorizerTokenBody(componentAppID, merchant(3), "r")},
+	} {
+		got := wx(t, http.MethodPost, n.gw, tt.path, tt.body)
+		atSim := wx(t, http.MethodPost, e.simURL, tt.path, tt.body)
+		require.Equal(t, errorShape, shapeOf(got), got)
+		require.Equal(t, atSim["errcode"], got["errcode"], "the simulator answered %v", atSim)
+	}
+
+	// A code is answered for an hour, as long as WeChat could take it; then it is WeChat's
+	// to refuse, and the workers prune it.
+	n2, err := e.store.PruneAuthorizationCodes(ctx)
 	require.NoError(t, err)
-	require.Zero(t, n2, "codes exchanged within the window are kept")
-	n2, err = e.store.PruneAuthorizationCodes(ctx, 0)
+	require.Zero(t, n2, "codes of the last hour are kept")
+	_, err = pool(t, e).Exec(ctx, "UPDATE authorization_codes SET recorded_at = now() - interval '61 minutes'")
 	require.NoError(t, err)
-	require.Equal(t, int64(2), n2)
-	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, third.AuthorizationCode))
+	got = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, first.AuthorizationCode))
 	require.Equal(t, float64(wechatsim.CodeAuthCodeInvalid), got["errcode"], got)
+	n2, err = e.store.PruneAuthorizationCodes(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), n2, "the codes of merchant 1 (two) and merchant 3")
 
 	// The refresh token the gateway answered is WeChat's current one: an app that goes back
 	// to calling WeChat itself keeps its authorizers.
@@ -291,4 +334,82 @@ func TestGatewayRetriesAComponentCallWeChatRejectsWithTheRefreshedToken(t *testi
 	require.Equal(t, fetches+1, e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIComponentToken], "one new upstream fetch")
 	current, _ := n.token(t, adminKey, componentAppID)
 	require.NotEqual(t, ctok, current)
+}
+
+// rawPost posts body to url and returns the answer's status and body, whatever they are.
+func rawPost(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	res, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	text, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res.StatusCode, string(text)
+}
+
+// TestACodeAskedByItsEventAndTheRedirectPageAtOnceIsExchangedOnce: WeChat pushes the
+// authorized event and sends the merchant's browser to the platform's redirect page at the
+// same moment. wxhub is still exchanging the event's code (WeChat answers slowly) when the
+// page's api_query_auth reaches the gateway: the page waits for the event's exchange to be
+// recorded and is answered from it. One exchange, both answered.
+func TestACodeAskedByItsEventAndTheRedirectPageAtOnceIsExchangedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Hour, 5*time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
+	t.Cleanup(e.sim.Close)
+	ctx := context.Background()
+	n := e.startGatewayNode(t)
+	e.startWorker(t)
+	sw := startSwallowingComponent(t, e, n.node)
+	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
+		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
+	q := "?component_access_token=" + url.QueryEscape(ctok)
+	exchanges := func() int64 {
+		return e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIQueryAuth]
+	}
+
+	sw.on.Store(true)
+	p, err := e.sim.Authorize(ctx, wechatsim.Authorization{ComponentAppID: componentAppID, AuthorizerAppID: merchant(1),
+		Action: wechatsim.ActionAuthorize})
+	require.NoError(t, err)
+	sw.on.Store(false)
+	require.NoError(t, e.sim.SetFaults(wechatsim.Faults{AppID: componentAppID, Latency: 500 * time.Millisecond}))
+	before := exchanges()
+
+	// The event arrives (WeChat's delivery, held back a moment by the relay).
+	type answer struct {
+		status int
+		reply  string
+		err    error
+	}
+	event := make(chan answer, 1)
+	go func() {
+		sw.mu.Lock()
+		r, body := sw.last, sw.body
+		sw.mu.Unlock()
+		res, err := http.Post(sw.target+"?"+r.URL.RawQuery, r.Header.Get("Content-Type"), strings.NewReader(string(body)))
+		if err != nil {
+			event <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		reply, err := io.ReadAll(res.Body)
+		event <- answer{status: res.StatusCode, reply: string(reply), err: err}
+	}()
+	waitUntil(t, 5*time.Second, "the event's exchange to reach WeChat", func() bool { return exchanges() == before+1 })
+	_, err = e.store.GetAccount(ctx, merchant(1))
+	require.ErrorIs(t, err, db.ErrNotFound, "the fault reached its mechanism: the event's exchange is not recorded yet")
+
+	// The redirect page asks for the same code.
+	got := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_query_auth"+q, queryAuthBody(componentAppID, p.AuthorizationCode))
+	ev := <-event
+	require.NoError(t, ev.err)
+	require.Equal(t, http.StatusOK, ev.status, ev.reply)
+	require.Equal(t, "success", ev.reply)
+	require.Equal(t, queryAuthShape, shapeOf(got), "the page is answered: %v", got)
+	info := got["authorization_info"].(map[string]any)
+	require.Equal(t, merchant(1), info["authorizer_appid"])
+	require.Equal(t, before+1, exchanges(), "one exchange")
+	require.Zero(t, e.sim.Stats(componentAppID).Accounts[componentAppID].Errors[wechatsim.APIQueryAuth][wechatsim.CodeAuthCodeInvalid])
+	token, _ := n.token(t, adminKey, merchant(1))
+	require.Equal(t, token, info["authorizer_access_token"])
 }

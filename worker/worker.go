@@ -282,9 +282,7 @@ func (w *Worker) prune(ctx context.Context) {
 	case n > 0:
 		w.log.Info("push nonces pruned", "rows", n)
 	}
-	// An authorization code lives an hour at WeChat (WECHAT.md's expired code, 61010), so
-	// after two nobody can hold one wxhub must recognise.
-	n, err = w.store.PruneAuthorizationCodes(ctx, 2*time.Hour)
+	n, err = w.store.PruneAuthorizationCodes(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("authorization codes not pruned", "err", err)

@@ -16,6 +16,7 @@ FROM authorization_codes ac
 JOIN accounts a ON a.id = ac.account_id
 WHERE ac.code_sha256 = $1
   AND ac.component_account_id = $2
+  AND ac.recorded_at > now() - interval '1 hour'
 `
 
 type AuthorizationCodeAccountParams struct {
@@ -27,7 +28,8 @@ type AuthorizationCodeAccountRow struct {
 	Account Account
 }
 
-// AuthorizationCodeAccount finds the authorizer a code of this component created.
+// AuthorizationCodeAccount finds the authorizer a code of this component is for, while the
+// code can still be alive at WeChat (an hour).
 func (q *Queries) AuthorizationCodeAccount(ctx context.Context, arg AuthorizationCodeAccountParams) (AuthorizationCodeAccountRow, error) {
 	row := q.db.QueryRow(ctx, authorizationCodeAccount, arg.CodeSha256, arg.ComponentAccountID)
 	var i AuthorizationCodeAccountRow
@@ -58,6 +60,17 @@ func (q *Queries) AuthorizationCodeAccount(ctx context.Context, arg Authorizatio
 	return i, err
 }
 
+const authorizationCodeLock = `-- name: AuthorizationCodeLock :exec
+SELECT pg_advisory_xact_lock(hashtextextended('wxhub/authorization-code/' || encode($1::bytea, 'hex'), 0))
+`
+
+// AuthorizationCodeLock takes the transaction-level advisory lock of one authorization code
+// (by its SHA-256), which its exchange holds until it is recorded.
+func (q *Queries) AuthorizationCodeLock(ctx context.Context, codeSha256 []byte) error {
+	_, err := q.db.Exec(ctx, authorizationCodeLock, codeSha256)
+	return err
+}
+
 const authorizationCodeRecord = `-- name: AuthorizationCodeRecord :exec
 INSERT INTO authorization_codes (code_sha256, tenant_id, account_id, component_account_id)
 VALUES ($1, $2, $3, $4)
@@ -71,7 +84,8 @@ type AuthorizationCodeRecordParams struct {
 	ComponentAccountID int64
 }
 
-// AuthorizationCodeRecord remembers a code wxhub exchanged and the authorizer it created.
+// AuthorizationCodeRecord remembers a code wxhub exchanged (or took with an event for a live
+// authorizer) and the authorizer it is for.
 func (q *Queries) AuthorizationCodeRecord(ctx context.Context, arg AuthorizationCodeRecordParams) error {
 	_, err := q.db.Exec(ctx, authorizationCodeRecord,
 		arg.CodeSha256,
@@ -84,12 +98,12 @@ func (q *Queries) AuthorizationCodeRecord(ctx context.Context, arg Authorization
 
 const authorizationCodesPrune = `-- name: AuthorizationCodesPrune :execrows
 DELETE FROM authorization_codes
-WHERE exchanged_at < now() - make_interval(secs => $1::float8)
+WHERE recorded_at < now() - interval '1 hour'
 `
 
-// AuthorizationCodesPrune forgets codes exchanged longer ago than a code lives at WeChat.
-func (q *Queries) AuthorizationCodesPrune(ctx context.Context, olderThanSeconds float64) (int64, error) {
-	result, err := q.db.Exec(ctx, authorizationCodesPrune, olderThanSeconds)
+// AuthorizationCodesPrune forgets codes recorded longer ago than a code lives at WeChat.
+func (q *Queries) AuthorizationCodesPrune(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, authorizationCodesPrune)
 	if err != nil {
 		return 0, err
 	}

@@ -88,7 +88,7 @@ type AuditLog struct {
 	Details []byte
 }
 
-// Authorization codes wxhub exchanged recently (their SHA-256), and the authorizer each created, so that the code asked for again is answered from wxhub's records instead of WeChat's 61009.
+// Authorization codes wxhub exchanged or took with an event in the last hour (their SHA-256), and the authorizer each is for, so that the code asked for again is answered from wxhub's records instead of WeChat's 61009.
 type AuthorizationCode struct {
 	// SHA-256 of the authorization code; the code itself is never stored.
 	CodeSha256 []byte
@@ -96,8 +96,8 @@ type AuthorizationCode struct {
 	AccountID  int64
 	// The component whose authorization it was: a code is looked up only for its own component.
 	ComponentAccountID int64
-	// When wxhub exchanged the code; the workers prune rows older than a few hours.
-	ExchangedAt time.Time
+	// When wxhub exchanged or received the code; a code is answered for an hour after (WeChat's lifetime of a code), and the workers prune older rows.
+	RecordedAt time.Time
 }
 
 // The (timestamp, nonce) of every signed push accepted recently, so a replayed push is refused; pruned after the freshness window.
