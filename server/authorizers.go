@@ -37,8 +37,8 @@ func (s *Server) registerAuthorizers() {
 		Description: "Exchanges an authorization code (api_query_auth) for the authorizer's tokens and creates its account " +
 			"(201), or brings back one authorized before (200): what the authorized event does, for a platform whose " +
 			"redirect page receives the code first. The account's access token is then kept fresh with its refresh token. " +
-			"A code wxhub exchanged in the last two hours (its authorized event came first) answers 200 with the account " +
-			"it created, without asking WeChat. 502 when WeChat refuses the code, with its errcode (61009: used elsewhere " +
+			"A code wxhub exchanged or received with an event in the last hour (WeChat gives it to the event too) answers " +
+			"200 with the account it is for, without asking WeChat. 502 when WeChat refuses the code, with its errcode (61009: used elsewhere " +
 			"or unknown, 61010: expired).",
 	}, func(ctx context.Context, in *AuthorizationInput) (*AuthorizationOutput, error) {
 		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
