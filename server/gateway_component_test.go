@@ -244,7 +244,9 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 			got := wx(t, tt.method, n.gw, tt.path, tt.body)
 			require.Equal(t, errorShape, shapeOf(got), got)
 			require.Equal(t, float64(tt.code), got["errcode"], got)
-			require.NotContains(t, got["errmsg"], ctok)
+			for _, secret := range []string{ctok, token, info["authorizer_refresh_token"].(string), accountToken} {
+				require.NotContains(t, got["errmsg"], secret)
+			}
 			if tt.sameAtWeChat {
 				atSim := wx(t, tt.method, e.simURL, tt.path, tt.body)
 				require.Equal(t, atSim["errcode"], got["errcode"], "the simulator answered %v", atSim)

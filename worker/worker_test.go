@@ -498,3 +498,32 @@ func TestValuesAreStoredInBatchesAndALoneOneIsNotDelayed(t *testing.T) {
 	_, after := w.histogram(t, "wxhub_worker_write_batch_rows")
 	require.Equal(t, statements+1, after, "the lone value went in a statement of its own, without waiting for a full batch")
 }
+
+// TestTheWorkerPrunesWhatNobodyNeedsAnyMore: the gateway's expired tokens and authorization
+// codes older than WeChat's hour are deleted by a worker's prune (the first runs as it
+// starts); what is still live is kept.
+func TestTheWorkerPrunesWhatNobodyNeedsAnyMore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Hour, 5*time.Minute)
+	ctx := context.Background()
+	a := b.addAccounts(t, "wxprune", 1, "stable", nil, nil)[0]
+	require.NoError(t, b.store.RecordGatewayToken(ctx, "expired", a.TenantID, a.ID, time.Now().Add(-time.Second)))
+	require.NoError(t, b.store.RecordGatewayToken(ctx, "live", a.TenantID, a.ID, time.Now().Add(time.Hour)))
+	pool, err := db.Open(ctx, b.dsn)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = pool.Exec(ctx, `
+		INSERT INTO authorization_codes (code_sha256, tenant_id, account_id, component_account_id, recorded_at)
+		VALUES (sha256('old'), $1, $2, $2, now() - interval '61 minutes'), (sha256('new'), $1, $2, $2, now())`, a.TenantID, a.ID)
+	require.NoError(t, err)
+	count := func(table string) int {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
+		return n
+	}
+
+	b.startWorker(t, b.config("w"), b.simURL)
+	waitFor(t, 10*time.Second, "the prune", func() bool { return count("gateway_tokens") == 1 && count("authorization_codes") == 1 })
+	_, err = b.store.FindGatewayToken(ctx, "live")
+	require.NoError(t, err)
+}
