@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"wxhub/server"
 	"wxhub/wechatsim"
 )
 
@@ -25,7 +27,7 @@ const mediaSize = 10 << 20
 
 // heapPeak samples the heap in use every 2 ms while f runs and returns how far its peak
 // rose above the heap in use before, after a collection.
-func heapPeak(t *testing.T, f func()) int64 {
+func heapPeak(t testing.TB, f func()) int64 {
 	t.Helper()
 	var ms runtime.MemStats
 	runtime.GC()
@@ -72,40 +74,11 @@ func TestGatewayStreamsTenMegabyteMediaBothWays(t *testing.T) {
 
 	sent := sha256.New()
 	var mediaID string
-	upGrowth := heapPeak(t, func() {
-		pr, pw := io.Pipe()
-		mw := multipart.NewWriter(pw)
-		go func() {
-			part, err := mw.CreateFormFile("media", "big.mp4")
-			if err == nil {
-				src := io.LimitReader(rand.NewChaCha8([32]byte{1}), mediaSize)
-				_, err = io.Copy(part, io.TeeReader(src, sent))
-			}
-			if err == nil {
-				err = mw.Close()
-			}
-			pw.CloseWithError(err)
-		}()
-		res, err := http.Post(g.n.gw+"/cgi-bin/media/upload?"+url.Values{"access_token": {tok}, "type": {"video"}}.Encode(),
-			mw.FormDataContentType(), pr)
-		require.NoError(t, err)
-		defer res.Body.Close()
-		var ans wechatsim.MediaAnswer
-		require.NoError(t, json.NewDecoder(res.Body).Decode(&ans))
-		require.NotEmpty(t, ans.MediaID, "upload answered without a media_id")
-		mediaID = ans.MediaID
-	})
+	upGrowth := heapPeak(t, func() { mediaID = uploadMedia(t, g.n.gw, tok, sent) })
 
 	got := sha256.New()
 	var n int64
-	downGrowth := heapPeak(t, func() {
-		res, err := http.Get(g.n.gw + "/cgi-bin/media/get?" + url.Values{"access_token": {tok}, "media_id": {mediaID}}.Encode())
-		require.NoError(t, err)
-		defer res.Body.Close()
-		require.Equal(t, "application/octet-stream", res.Header.Get("Content-Type"))
-		n, err = io.Copy(got, res.Body)
-		require.NoError(t, err)
-	})
+	downGrowth := heapPeak(t, func() { n = downloadMedia(t, g.n.gw, tok, mediaID, got) })
 	require.Equal(t, int64(mediaSize), n)
 	require.Equal(t, sent.Sum(nil), got.Sum(nil), "the bytes came back unchanged")
 
@@ -114,6 +87,84 @@ func TestGatewayStreamsTenMegabyteMediaBothWays(t *testing.T) {
 	// The upload's first MiB is read ahead (a body that small would be kept for a retry).
 	require.Less(t, upGrowth, int64(5<<20), "the upload was held in memory")
 	require.Less(t, downGrowth, int64(5<<20), "the download was held in memory")
+}
+
+// uploadMedia sends mediaSize bytes to base's media/upload as a multipart body of unknown
+// length, copying them to sent, and returns the media_id.
+func uploadMedia(t testing.TB, base, tok string, sent io.Writer) string {
+	t.Helper()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		part, err := mw.CreateFormFile("media", "big.mp4")
+		if err == nil {
+			src := io.LimitReader(rand.NewChaCha8([32]byte{1}), mediaSize)
+			_, err = io.Copy(part, io.TeeReader(src, sent))
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	res, err := http.Post(base+"/cgi-bin/media/upload?"+url.Values{"access_token": {tok}, "type": {"video"}}.Encode(),
+		mw.FormDataContentType(), pr)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var ans wechatsim.MediaAnswer
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&ans))
+	require.NotEmpty(t, ans.MediaID, "upload answered without a media_id")
+	return ans.MediaID
+}
+
+// downloadMedia copies base's media/get of mediaID to got and returns its length.
+func downloadMedia(t testing.TB, base, tok, mediaID string, got io.Writer) int64 {
+	t.Helper()
+	res, err := http.Get(base + "/cgi-bin/media/get?" + url.Values{"access_token": {tok}, "media_id": {mediaID}}.Encode())
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, "application/octet-stream", res.Header.Get("Content-Type"))
+	n, err := io.Copy(got, res.Body)
+	require.NoError(t, err)
+	return n
+}
+
+// BenchmarkGatewayMedia sends 10 MiB up (media/upload) and down again (media/get) per
+// iteration: straight to the simulator (the floor: the same bytes and round trips with no
+// gateway), through the gateway, and through a gateway that keeps the whole upload for a
+// retry (RetryBodyLimit 32 MiB: the proxy that streaming replaces). It reports the largest
+// rise of the process's heap in use above its start over the iterations (peak-MiB), beside
+// the time per iteration. The simulator runs in the process and keeps media in files.
+func BenchmarkGatewayMedia(b *testing.B) {
+	e := newEnv(b, time.Hour, 5*time.Minute, func(c *wechatsim.Config) { c.MediaDir = b.TempDir() })
+	gateway := func(cfg server.GatewayConfig) string {
+		n := e.startNode(b, 30*time.Second)
+		cfg.Upstream = e.simURL
+		gw, err := n.srv.Gateway(cfg)
+		require.NoError(b, err)
+		hs := httptest.NewServer(gw.Handler())
+		b.Cleanup(hs.Close)
+		if cfg.RetryBodyLimit == 0 {
+			e.tenant(b, n, "acme")
+			e.account(b, n, "acme", appid(1))
+		}
+		return hs.URL
+	}
+	streamed := gateway(server.GatewayConfig{})
+	buffered := gateway(server.GatewayConfig{RetryBodyLimit: 32 << 20})
+	e.startWorker(b)
+	tok := wx(b, http.MethodGet, streamed, tokenQuery(appid(1), "secret-"+appid(1)), "")["access_token"].(string)
+	for _, c := range []struct{ name, base string }{{"direct", e.simURL}, {"streamed", streamed}, {"buffered", buffered}} {
+		b.Run(c.name, func(b *testing.B) {
+			var peak int64
+			for b.Loop() {
+				peak = max(peak, heapPeak(b, func() {
+					id := uploadMedia(b, c.base, tok, io.Discard)
+					require.Equal(b, int64(mediaSize), downloadMedia(b, c.base, tok, id, io.Discard))
+				}))
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+		})
+	}
 }
 
 // TestGatewayPassesALargeRejectedBodyBackOnce: a body over the retry limit is not kept, so
