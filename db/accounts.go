@@ -622,6 +622,9 @@ type AccountSecret struct {
 	CorpID   string   // a WeCom app's corp, "" for other kinds
 	AgentID  int64    // a WeCom app's agent id, 0 for other kinds
 	Tickets  []string // the tickets kept fresh
+	Status   string
+	// ComponentAccountID is, for an authorizer, the id of the component it authorized.
+	ComponentAccountID int64
 }
 
 // accountSecret decrypts the secret of an account row.
@@ -631,7 +634,10 @@ func (s *Store) accountSecret(row dbsqlc.Account) (AccountSecret, error) {
 		return AccountSecret{}, fmt.Errorf("secret of account %s: %w", row.Appid, err)
 	}
 	a := AccountSecret{AppID: row.Appid, Kind: row.Kind, Secret: secret, TenantID: row.TenantID,
-		CorpID: deref(row.CorpID), Tickets: row.Tickets}
+		CorpID: deref(row.CorpID), Tickets: row.Tickets, Status: row.Status}
+	if row.ComponentAccountID != nil {
+		a.ComponentAccountID = *row.ComponentAccountID
+	}
 	if row.AgentID != nil {
 		a.AgentID = *row.AgentID
 	}

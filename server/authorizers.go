@@ -41,12 +41,9 @@ func (s *Server) registerAuthorizers() {
 			"200 with the account it is for, without asking WeChat. 502 when WeChat refuses the code, with its errcode (61009: used elsewhere " +
 			"or unknown, 61010: expired).",
 	}, func(ctx context.Context, in *AuthorizationInput) (*AuthorizationOutput, error) {
-		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
-		switch {
-		case errors.Is(err, db.ErrNotFound):
-			return nil, huma.Error404NotFound("no component with this appid")
-		case err != nil:
-			return nil, s.internal(err)
+		comp, err := s.componentEndpoint(ctx, in.ComponentAppID)
+		if err != nil {
+			return nil, err
 		}
 		p, err := principal(ctx)
 		if err != nil {
@@ -70,6 +67,18 @@ func (s *Server) registerAuthorizers() {
 		}
 		return out, nil
 	})
+}
+
+// componentEndpoint finds a component by its appid: 404 when there is none.
+func (s *Server) componentEndpoint(ctx context.Context, appid string) (db.ComponentEndpoint, error) {
+	comp, err := s.store.GetComponentEndpoint(ctx, appid)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return db.ComponentEndpoint{}, huma.Error404NotFound("no component with this appid")
+	case err != nil:
+		return db.ComponentEndpoint{}, s.internal(err)
+	}
+	return comp, nil
 }
 
 // componentToken is a component's current access token for a call this node makes to

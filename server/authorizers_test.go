@@ -23,6 +23,14 @@ import (
 	"wxhub/worker"
 )
 
+// startStrictNode starts a node that promises with the env's overlap and a one-second
+// staleness bound, so that tests through a few short token lifetimes hold it to its word.
+func (e *env) startStrictNode(t *testing.T) *node {
+	t.Helper()
+	return e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
+		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+}
+
 // merchant is the appid of the i-th merchant that authorizes the component.
 func merchant(i int) string { return fmt.Sprintf("wxmerchant%06d", i) }
 
@@ -110,8 +118,7 @@ func TestAuthorizersStayFreshAndARevokedOneStopsUntilItAuthorizesAgain(t *testin
 	ttl := 8 * time.Second
 	e := newEnv(t, ttl, 3500*time.Millisecond, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
 	t.Cleanup(e.sim.Close)
-	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
-		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	n := e.startStrictNode(t)
 	e.startWorker(t)
 	startComponent(t, e, n)
 
@@ -252,8 +259,7 @@ func TestACrashBetweenTheRefreshAndItsCommitStrandsNoAuthorizer(t *testing.T) {
 	e := newEnv(t, ttl, 3500*time.Millisecond, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
 	t.Cleanup(e.sim.Close)
 	ctx := context.Background()
-	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
-		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	n := e.startStrictNode(t)
 	healthyPool, err := db.Open(ctx, e.dsn)
 	require.NoError(t, err)
 	t.Cleanup(healthyPool.Close)
@@ -420,8 +426,7 @@ func TestAnAuthorizationCodeCreatesTheAuthorizerOnce(t *testing.T) {
 	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
 	t.Cleanup(e.sim.Close)
 	ctx := context.Background()
-	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
-		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	n := e.startStrictNode(t)
 	e.startWorker(t)
 	sw := startSwallowingComponent(t, e, n)
 	code := func(action string) string {
@@ -500,8 +505,7 @@ func TestAnAuthorizersContextIsKeptCurrentAndWatchersAreTold(t *testing.T) {
 	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
 	t.Cleanup(e.sim.Close)
 	ctx := context.Background()
-	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
-		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	n := e.startStrictNode(t)
 	pool, err := db.Open(ctx, e.dsn)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -562,8 +566,7 @@ func TestAnAuthorizedEventSentAgainAfterItsCodeWasUsedStillCreatesTheAuthorizer(
 	e := newEnv(t, time.Hour, time.Minute, func(c *wechatsim.Config) { c.Component.TicketInterval = time.Second })
 	t.Cleanup(e.sim.Close)
 	ctx := context.Background()
-	n := e.startNodeWith(t, server.Config{ListenerURL: e.dsn, StalenessBound: time.Second, RefreshWait: 5 * time.Second,
-		Overlap: e.overlap, WeChat: wechat.New(e.simURL, nil), Logger: quiet})
+	n := e.startStrictNode(t)
 	e.startWorker(t)
 	sw := startSwallowingComponent(t, e, n)
 	appid := merchant(5)

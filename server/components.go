@@ -117,12 +117,9 @@ func (s *Server) registerComponents() {
 			"account and serving its credentials (410). When WeChat refuses or cannot be reached (502, 503) the push is " +
 			"not recorded, and WeChat sends it again.",
 	}, func(ctx context.Context, in *ComponentEventInput) (*ComponentEventOutput, error) {
-		comp, err := s.store.GetComponentEndpoint(ctx, in.ComponentAppID)
-		switch {
-		case errors.Is(err, db.ErrNotFound):
-			return nil, huma.Error404NotFound("no component with this appid")
-		case err != nil:
-			return nil, s.internal(err)
+		comp, err := s.componentEndpoint(ctx, in.ComponentAppID)
+		if err != nil {
+			return nil, err
 		}
 		push, ev, err := openPush(comp, in, time.Now())
 		if err != nil {

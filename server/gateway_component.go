@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,12 +143,9 @@ func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
 	if req.AuthorizationCode == "" {
 		return wxErr(wxCodeInvalid, "")
 	}
-	comp, err := g.s.store.GetComponentEndpoint(ctx, h.appid)
-	switch {
-	case errors.Is(err, db.ErrNotFound):
-		return wxErr(wxInvalidComponent, "the component was deleted")
-	case err != nil:
-		return fmt.Errorf("gateway: component %s: %w", h.appid, err)
+	comp, err := g.s.componentEndpoint(ctx, h.appid)
+	if err != nil {
+		return g.wxFromAPI(err, "")
 	}
 	a, created, err := g.s.authorize(ctx, comp, nil, "", req.AuthorizationCode)
 	if err != nil {
@@ -160,7 +156,11 @@ func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
 		return wxErr(wxCodeInvalid, "the authorization was withdrawn")
 	}
 	g.s.audit(ctx, "account.authorize", a.AppID, a.TenantID, nil, map[string]any{"component": comp.AppID, "created": created, "via": "gateway"})
-	cred, refresh, err := g.authorizerToken(ctx, a.AppID)
+	secret, err := g.s.store.GetAccountSecret(ctx, a.AppID)
+	if err != nil {
+		return fmt.Errorf("gateway: refresh token of %s: %w", a.AppID, err)
+	}
+	cred, err := g.authorizerToken(ctx, a.AppID)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (g *Gateway) serveQueryAuth(w http.ResponseWriter, r *http.Request) error {
 	writeWeChat(w, struct {
 		AuthorizationInfo wxAuthorizationInfo `json:"authorization_info"`
 	}{wxAuthorizationInfo{AuthorizerAppID: a.AppID, AuthorizerAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred),
-		AuthorizerRefreshToken: refresh, FuncInfo: bytes.TrimSpace(granted.FuncInfo)}})
+		AuthorizerRefreshToken: secret.Secret, FuncInfo: granted.FuncInfo}})
 	return nil
 }
 
@@ -202,7 +202,8 @@ func (g *Gateway) serveAuthorizerToken(w http.ResponseWriter, r *http.Request) e
 	if req.AuthorizerAppID == "" {
 		return wxErr(wxMissingAppID, "")
 	}
-	a, err := g.s.store.GetAccount(ctx, req.AuthorizerAppID)
+	// One read gives both whose the appid is and its refresh token (an authorizer's secret).
+	a, err := g.s.store.GetAccountSecret(ctx, req.AuthorizerAppID)
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		return wxErr(wxNotAuthorized, "")
@@ -211,25 +212,20 @@ func (g *Gateway) serveAuthorizerToken(w http.ResponseWriter, r *http.Request) e
 	case a.Kind != "authorizer" || a.ComponentAccountID != h.accountID || a.Status == "unauthorized":
 		return wxErr(wxNotAuthorized, "")
 	}
-	cred, refresh, err := g.authorizerToken(ctx, a.AppID)
+	cred, err := g.authorizerToken(ctx, a.AppID)
 	if err != nil {
 		return err
 	}
-	writeWeChat(w, wxAuthorizerToken{AuthorizerAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred), AuthorizerRefreshToken: refresh})
+	writeWeChat(w, wxAuthorizerToken{AuthorizerAccessToken: cred.Value, ExpiresIn: g.expiresIn(cred), AuthorizerRefreshToken: a.Secret})
 	return nil
 }
 
-// authorizerToken reads an authorizer's current access token, remembered as handed out, and
-// its refresh token.
-func (g *Gateway) authorizerToken(ctx context.Context, appid string) (db.CachedCredential, string, error) {
+// authorizerToken reads an authorizer's current access token, remembered as handed out.
+func (g *Gateway) authorizerToken(ctx context.Context, appid string) (db.CachedCredential, error) {
 	cred, err := g.s.credential(ctx, appid, "access_token", 0)
 	if err != nil {
-		return db.CachedCredential{}, "", g.wxFromAPI(err, "")
-	}
-	secret, err := g.s.store.GetAccountSecret(ctx, appid)
-	if err != nil {
-		return db.CachedCredential{}, "", fmt.Errorf("gateway: refresh token of %s: %w", appid, err)
+		return db.CachedCredential{}, g.wxFromAPI(err, "")
 	}
 	g.remember(ctx, cred.Value, handedFor(cred))
-	return cred, secret.Secret, nil
+	return cred, nil
 }

@@ -74,6 +74,15 @@ func TestGatewayComponentTokenAnswersAsWeChatDoes(t *testing.T) {
 	require.Equal(t, before, calls())
 }
 
+// gatewayComponentToken is the component's token as its app gets it from the gateway, and
+// the query that presents it.
+func gatewayComponentToken(t *testing.T, n gwNode) (token, query string) {
+	t.Helper()
+	token = wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
+		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
+	return token, "?component_access_token=" + url.QueryEscape(token)
+}
+
 func queryAuthBody(component, code string) string {
 	b, _ := json.Marshal(map[string]string{"component_appid": component, "authorization_code": code})
 	return string(b)
@@ -126,9 +135,7 @@ func TestGatewayAuthorizerEndpointsAnswerAsWeChatDoes(t *testing.T) {
 		require.True(t, p.Delivered, p.Reply)
 		return p
 	}
-	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
-		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
-	q := "?component_access_token=" + url.QueryEscape(ctok)
+	ctok, q := gatewayComponentToken(t, n)
 	simc := &wechatsim.Client{BaseURL: e.simURL, HTTP: http.DefaultClient}
 
 	// The event reaches wxhub, which exchanges the code; then the platform's redirect page
@@ -311,9 +318,7 @@ func TestGatewayRetriesAComponentCallWeChatRejectsWithTheRefreshedToken(t *testi
 	n := e.startGatewayNode(t)
 	e.startWorker(t)
 	startComponent(t, e, n.node)
-	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
-		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
-	q := "?component_access_token=" + url.QueryEscape(ctok)
+	ctok, q := gatewayComponentToken(t, n)
 	preauth := `{"component_appid":"` + componentAppID + `"}`
 	require.Equal(t, preAuthCodeShape, shapeOf(wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_create_preauthcode"+q, preauth)))
 
@@ -362,9 +367,7 @@ func TestACodeAskedByItsEventAndTheRedirectPageAtOnceIsExchangedOnce(t *testing.
 	n := e.startGatewayNode(t)
 	e.startWorker(t)
 	sw := startSwallowingComponent(t, e, n.node)
-	ctok := wx(t, http.MethodPost, n.gw, "/cgi-bin/component/api_component_token",
-		componentTokenBody(componentAppID, "component-secret"))["component_access_token"].(string)
-	q := "?component_access_token=" + url.QueryEscape(ctok)
+	_, q := gatewayComponentToken(t, n)
 	exchanges := func() int64 {
 		return e.sim.Stats(componentAppID).Accounts[componentAppID].Calls[wechatsim.APIQueryAuth]
 	}
